@@ -1,0 +1,426 @@
+package org.groupnorm.dl4j;
+
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import org.deeplearning4j.nn.api.ParamInitializer;
+import org.deeplearning4j.nn.conf.CNN2DFormat;
+import org.deeplearning4j.nn.conf.InputPreProcessor;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.RNNFormat;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.Convolution3D;
+import org.deeplearning4j.nn.conf.layers.FeedForwardLayer;
+import org.deeplearning4j.nn.conf.memory.LayerMemoryReport;
+import org.deeplearning4j.nn.conf.memory.MemoryReport;
+import org.deeplearning4j.nn.conf.preprocessor.FeedForwardToCnnPreProcessor;
+import org.deeplearning4j.optimize.api.TrainingListener;
+import org.groupnorm.dl4j.runtime.GroupNormalizationLayer;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.learning.regularization.Regularization;
+
+/**
+ * Group Normalization layer configuration (Wu and He, ECCV 2018), used like DL4J's own layers:
+ * <pre>{@code new GroupNormalization.Builder().groups(32).build()}</pre>
+ *
+ * <p>For each example and each group of C/G consecutive channels the layer normalizes by the mean and biased
+ * variance over those channels and all spatial/time positions, then applies a learnable per-channel scale
+ * {@code gamma} and shift {@code beta}. It keeps no running statistics, so training and inference compute the same
+ * function and no example's output depends on the rest of the minibatch. G=1 is LayerNorm over (C, spatial);
+ * G=C is InstanceNorm.
+ *
+ * <p>Input: feed-forward, recurrent (NCW/NWC, with time-series masks), 2D convolutional (NCHW/NHWC), 3D
+ * convolutional (NCDHW/NDHWC) or flattened convolutional (a preprocessor is added). Output has the input's shape.
+ * Like {@code BatchNormalization}, gamma and beta get no L1/L2/weight decay unless
+ * {@link Builder#regularizeGammaBeta(boolean)} is set, and the layer has no activation function.
+ */
+public class GroupNormalization extends FeedForwardLayer {
+
+    public static final int DEFAULT_GROUPS = 32;
+    public static final double DEFAULT_EPS = 1e-5;
+
+    // Defaults repeated here for Jackson, which uses the no-arg constructor and then sets the stored fields.
+    /** Number of groups; 0 when the group size is fixed instead. */
+    private int groups = DEFAULT_GROUPS;
+    /** Channels per group; 0 when the number of groups is fixed instead. */
+    private int groupSize = 0;
+    private double eps = DEFAULT_EPS;
+    private boolean affine = true;
+    private double gammaInit = 1.0;
+    private double betaInit = 0.0;
+    private boolean regularizeGammaBeta = false;
+    /** Layout of the input; null until given by the builder or inferred from the input type. */
+    private TensorLayout dataFormat;
+
+    public GroupNormalization() {
+        this(new Builder());
+    }
+
+    private GroupNormalization(Builder builder) {
+        super(builder);
+        this.groups = builder.groupSize != null ? 0 : builder.groups != null ? builder.groups : DEFAULT_GROUPS;
+        this.groupSize = builder.groupSize != null ? builder.groupSize : 0;
+        this.eps = builder.eps;
+        this.affine = builder.affine;
+        this.gammaInit = builder.gammaInit;
+        this.betaInit = builder.betaInit;
+        this.regularizeGammaBeta = builder.regularizeGammaBeta;
+        this.dataFormat = builder.dataFormat;
+        if (groupSize == 0 && groups <= 0) {
+            throw new IllegalArgumentException(describe() + ": groups must be > 0, got " + groups);
+        }
+        if (groups == 0 && groupSize <= 0) {
+            throw new IllegalArgumentException(describe() + ": groupSize must be > 0, got " + groupSize);
+        }
+        if (!(eps > 0) || Double.isInfinite(eps)) {
+            throw new IllegalArgumentException(describe() + ": eps must be a finite number > 0, got " + eps);
+        }
+        if (nIn > 0 && nOut > 0 && nIn != nOut) {
+            throw new IllegalArgumentException(describe() + ": nIn (" + nIn + ") and nOut (" + nOut
+                    + ") are both the channel count and must be equal");
+        }
+        if (nIn <= 0 && nOut > 0) {
+            nIn = nOut;
+        }
+        nOut = nIn;
+        if (nIn > 0) {
+            groupsFor(nIn);
+        }
+        initializeConstraints(builder);
+    }
+
+    /**
+     * The number of groups for an input of this many channels.
+     *
+     * @throws IllegalArgumentException naming this layer and the rule when the channels cannot be split that way
+     */
+    public int groupsFor(long channels) {
+        if (groupSize > 0) {
+            if (channels % groupSize != 0) {
+                throw new IllegalArgumentException(describe() + ": " + channels
+                        + " channels are not divisible by groupSize " + groupSize);
+            }
+            return (int) (channels / groupSize);
+        }
+        if (groups > channels) {
+            throw new IllegalArgumentException(describe() + ": " + groups + " groups are more than the " + channels
+                    + " channels (groups must be <= channels)");
+        }
+        if (channels % groups != 0) {
+            throw new IllegalArgumentException(describe() + ": " + channels + " channels are not divisible by "
+                    + groups + " groups");
+        }
+        return groups;
+    }
+
+    /** "GroupNormalization 'name'": how every message of this layer starts. */
+    public String describe() {
+        return describe(layerName);
+    }
+
+    private static String describe(String layerName) {
+        return "GroupNormalization '" + (layerName == null ? "(unnamed)" : layerName) + "'";
+    }
+
+    @Override
+    public org.deeplearning4j.nn.api.Layer instantiate(NeuralNetConfiguration conf,
+                                                        Collection<TrainingListener> trainingListeners,
+                                                        int layerIndex, INDArray layerParamsView,
+                                                        boolean initializeParams, DataType networkDataType) {
+        if (nIn <= 0) {
+            throw new IllegalStateException(describe() + ": the channel count is unknown; set nIn or give the "
+                    + "network an input type (setInputType) so it can be inferred");
+        }
+        groupsFor(nIn);
+        GroupNormalizationLayer layer = new GroupNormalizationLayer(conf, networkDataType);
+        layer.setListeners(trainingListeners);
+        layer.setIndex(layerIndex);
+        layer.setParamsViewArray(layerParamsView);
+        Map<String, INDArray> paramTable = initializer().init(conf, layerParamsView, initializeParams);
+        layer.setParamTable(paramTable);
+        layer.setConf(conf);
+        return layer;
+    }
+
+    @Override
+    public ParamInitializer initializer() {
+        return GroupNormParamInitializer.getInstance();
+    }
+
+    @Override
+    public InputType getOutputType(int layerIndex, InputType inputType) {
+        if (inputType == null || layoutOf(inputType) == null) {
+            throw new IllegalStateException(describe() + ": takes feed-forward, recurrent, convolutional or 3D "
+                    + "convolutional input, got " + inputType);
+        }
+        return inputType;
+    }
+
+    @Override
+    public void setNIn(InputType inputType, boolean override) {
+        TensorLayout layout = layoutOf(inputType);
+        if (layout == null) {
+            throw new IllegalStateException(describe() + ": takes feed-forward, recurrent, convolutional or 3D "
+                    + "convolutional input, got " + inputType);
+        }
+        if (dataFormat != null && dataFormat.rank() != layout.rank()) {
+            throw new IllegalStateException(describe() + ": dataFormat " + dataFormat + " is for rank-"
+                    + dataFormat.rank() + " arrays but the input type " + inputType + " is rank " + layout.rank());
+        }
+        if (nIn <= 0 || override) {
+            nIn = TensorLayout.channelsOf(inputType);
+            nOut = nIn;
+            if (dataFormat == null || override) {
+                dataFormat = layout;
+            }
+        }
+        groupsFor(nIn);
+    }
+
+    /** The layout of an input type; CNNFlat counts as NCHW since the preprocessor restores that shape. */
+    private static TensorLayout layoutOf(InputType inputType) {
+        if (inputType != null && inputType.getType() == InputType.Type.CNNFlat) {
+            return TensorLayout.NCHW;
+        }
+        return inputType == null ? null : TensorLayout.of(inputType);
+    }
+
+    @Override
+    public InputPreProcessor getPreProcessorForInputType(InputType inputType) {
+        if (inputType.getType() == InputType.Type.CNNFlat) {
+            InputType.InputTypeConvolutionalFlat flat = (InputType.InputTypeConvolutionalFlat) inputType;
+            return new FeedForwardToCnnPreProcessor(flat.getHeight(), flat.getWidth(), flat.getDepth());
+        }
+        return null;
+    }
+
+    @Override
+    public List<Regularization> getRegularizationByParam(String paramName) {
+        if (!regularizeGammaBeta) {
+            return null;
+        }
+        return GroupNormParamInitializer.GAMMA.equals(paramName) ? regularization : regularizationBias;
+    }
+
+    @Override
+    public boolean isPretrainParam(String paramName) {
+        return false;
+    }
+
+    @Override
+    public LayerMemoryReport getMemoryReport(InputType inputType) {
+        InputType outputType = getOutputType(-1, inputType);
+        long numParams = initializer().numParams(this);
+        long updaterStateSize = 0;
+        for (String key : initializer().paramKeys(this)) {
+            updaterStateSize += getUpdaterByParam(key).stateSize(nIn);
+        }
+        long perExample = inputType.arrayElementsPerExample();
+        // Per example: the statistics (mean and 1/std per group) kept for backprop; during backprop also a
+        // channels-first copy of the input and of the output gradient when the layout is channels last.
+        long statsPerExample = 2L * groupsFor(nIn);
+        long layoutCopies = dataFormat != null && dataFormat.channelsLast() ? 2 * perExample : 0;
+        return new LayerMemoryReport.Builder(layerName, GroupNormalization.class, inputType, outputType)
+                .standardMemory(numParams, updaterStateSize)
+                .workingMemory(0, statsPerExample, 2L * nIn, statsPerExample + layoutCopies)
+                .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
+                .build();
+    }
+
+    @Override
+    public GroupNormalization clone() {
+        return (GroupNormalization) super.clone();
+    }
+
+    public int getGroups() {
+        return groups;
+    }
+
+    public void setGroups(int groups) {
+        this.groups = groups;
+    }
+
+    public int getGroupSize() {
+        return groupSize;
+    }
+
+    public void setGroupSize(int groupSize) {
+        this.groupSize = groupSize;
+    }
+
+    public double getEps() {
+        return eps;
+    }
+
+    public void setEps(double eps) {
+        this.eps = eps;
+    }
+
+    public boolean isAffine() {
+        return affine;
+    }
+
+    public void setAffine(boolean affine) {
+        this.affine = affine;
+    }
+
+    public double getGammaInit() {
+        return gammaInit;
+    }
+
+    public void setGammaInit(double gammaInit) {
+        this.gammaInit = gammaInit;
+    }
+
+    public double getBetaInit() {
+        return betaInit;
+    }
+
+    public void setBetaInit(double betaInit) {
+        this.betaInit = betaInit;
+    }
+
+    public boolean isRegularizeGammaBeta() {
+        return regularizeGammaBeta;
+    }
+
+    public void setRegularizeGammaBeta(boolean regularizeGammaBeta) {
+        this.regularizeGammaBeta = regularizeGammaBeta;
+    }
+
+    /** The input layout, or null when neither given nor inferred yet (then DL4J's default for the rank applies). */
+    public TensorLayout getDataFormat() {
+        return dataFormat;
+    }
+
+    public void setDataFormat(TensorLayout dataFormat) {
+        this.dataFormat = dataFormat;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof GroupNormalization) || !super.equals(o)) {
+            return false;
+        }
+        GroupNormalization that = (GroupNormalization) o;
+        return groups == that.groups && groupSize == that.groupSize && Double.compare(eps, that.eps) == 0
+                && affine == that.affine && Double.compare(gammaInit, that.gammaInit) == 0
+                && Double.compare(betaInit, that.betaInit) == 0 && regularizeGammaBeta == that.regularizeGammaBeta
+                && dataFormat == that.dataFormat;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(super.hashCode(), groups, groupSize, eps, affine, gammaInit, betaInit,
+                regularizeGammaBeta, dataFormat);
+    }
+
+    @Override
+    public String toString() {
+        return "GroupNormalization(name=" + layerName + ", nIn=" + nIn + ", "
+                + (groupSize > 0 ? "groupSize=" + groupSize : "groups=" + groups) + ", eps=" + eps + ", affine="
+                + affine + ", dataFormat=" + dataFormat + ")";
+    }
+
+    /** Builder with DL4J's usual fluent style; unset options keep the defaults documented on each method. */
+    public static class Builder extends FeedForwardLayer.Builder<Builder> {
+        private Integer groups;
+        private Integer groupSize;
+        private double eps = DEFAULT_EPS;
+        private boolean affine = true;
+        private double gammaInit = 1.0;
+        private double betaInit = 0.0;
+        private boolean regularizeGammaBeta = false;
+        private TensorLayout dataFormat;
+
+        public Builder() {
+        }
+
+        /** Shorthand for {@code new Builder().groups(groups)}. */
+        public Builder(int groups) {
+            groups(groups);
+        }
+
+        /** Number of channel groups G (default 32); the channel count must be divisible by it. */
+        public Builder groups(int groups) {
+            this.groups = groups;
+            return this;
+        }
+
+        /** Channels per group, the alternative to {@link #groups(int)}: G = C / groupSize. */
+        public Builder groupSize(int groupSize) {
+            this.groupSize = groupSize;
+            return this;
+        }
+
+        /** Added to the variance inside the square root (default 1e-5); must be &gt; 0. */
+        public Builder eps(double eps) {
+            this.eps = eps;
+            return this;
+        }
+
+        /** Learnable per-channel gamma and beta (default true); false gives a layer without parameters. */
+        public Builder affine(boolean affine) {
+            this.affine = affine;
+            return this;
+        }
+
+        /** Initial value of every gamma (default 1). */
+        public Builder gammaInit(double gammaInit) {
+            this.gammaInit = gammaInit;
+            return this;
+        }
+
+        /** Initial value of every beta (default 0). */
+        public Builder betaInit(double betaInit) {
+            this.betaInit = betaInit;
+            return this;
+        }
+
+        /**
+         * Apply the layer's (or the network's) regularization to gamma and its bias regularization to beta.
+         * Default false: like BatchNormalization, the normalization parameters are not regularized.
+         */
+        public Builder regularizeGammaBeta(boolean regularizeGammaBeta) {
+            this.regularizeGammaBeta = regularizeGammaBeta;
+            return this;
+        }
+
+        /** Input layout; by default inferred from the network's input type, else DL4J's default for the rank. */
+        public Builder dataFormat(TensorLayout dataFormat) {
+            this.dataFormat = dataFormat;
+            return this;
+        }
+
+        public Builder dataFormat(CNN2DFormat format) {
+            return dataFormat(TensorLayout.of(format));
+        }
+
+        public Builder dataFormat(RNNFormat format) {
+            return dataFormat(TensorLayout.of(format));
+        }
+
+        public Builder dataFormat(Convolution3D.DataFormat format) {
+            return dataFormat(TensorLayout.of(format));
+        }
+
+        @Override
+        @SuppressWarnings("unchecked")
+        public GroupNormalization build() {
+            if (activationFn != null) {
+                throw new IllegalArgumentException(describe(layerName) + ": has no activation function (got "
+                        + activationFn + "); add an ActivationLayer after it");
+            }
+            if (groups != null && groupSize != null) {
+                throw new IllegalArgumentException(describe(layerName) + ": set groups (" + groups
+                        + ") or groupSize (" + groupSize + "), not both");
+            }
+            return new GroupNormalization(this);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+package org.groupnorm.dl4j.kernel;
+
+import org.groupnorm.dl4j.TensorLayout;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.shape.Shape;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The CPU fast path: GroupNorm forward and analytic backward as plain loops, with the same contract as
+ * {@link org.groupnorm.dl4j.GroupNorm#groupNorm} (and the tests hold the two to the same results).
+ *
+ * <p>The unit of work is one (example, group) slab: it is read once from the array into a {@code double[]} buffer
+ * that stays in cache, the statistics take two passes over that buffer (a shifted sum for the mean, then the sum of
+ * squared deviations: exact for |mean| &gt;&gt; std and for constant input), and the output is written in one pass.
+ * Backward reuses the forward's mean and 1/std instead of recomputing them. All arithmetic is in double.
+ *
+ * <p>Arrays must be c-contiguous host arrays of FLOAT or DOUBLE ({@link #supports}); anything else takes the SameDiff
+ * path.
+ */
+public final class GroupNormKernel {
+
+    private GroupNormKernel() {
+    }
+
+    /** True on the CPU backend for FLOAT/DOUBLE arrays small enough for int indexing. */
+    public static boolean supports(INDArray x) {
+        return Nd4j.getEnvironment().isCPU() && Elements.supports(x.dataType()) && x.length() < Integer.MAX_VALUE;
+    }
+
+    /** True when the kernel can address the array where it is (else the caller passes a c-order copy). */
+    public static boolean isDirectlyAddressable(INDArray array) {
+        return array.ordering() == 'c' && Shape.hasDefaultStridesForShape(array) && array.elementWiseStride() == 1;
+    }
+
+    /**
+     * y = GroupNorm(x). Fills {@code stats} with each (example, group)'s mean and 1/sqrt(var + eps) for
+     * {@link #backward}.
+     *
+     * @param gammaArray per-channel scale, length C, or null for no affine transform (then beta is null too)
+     * @param mask  [N, S] with 1 for present and 0 for padded positions, or null
+     */
+    public static void forward(INDArray x, INDArray gammaArray, INDArray betaArray, INDArray mask, int groups,
+                               double eps, TensorLayout layout, INDArray y, GroupStats stats) {
+        double[] gamma = gammaArray == null ? null : vector(gammaArray);
+        double[] beta = betaArray == null ? null : vector(betaArray);
+        Geometry geo = new Geometry(x.shape(), layout, groups);
+        stats.resize(geo.examples * groups);
+        Elements in = Elements.of(x);
+        Elements out = Elements.of(y);
+        double[] masks = maskValues(mask);
+        Parallel.forEach(geo.examples * groups, x.length(), unit -> {
+            int n = unit / groups;
+            int g = unit % groups;
+            double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
+            double[] weights = masks == null ? null : geo.weights(masks, n);
+            geo.read(in, n, g, xs);
+            int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
+            double mean = count == 0 ? 0 : mean(xs, weights, geo.slabSize, count);
+            double variance = count == 0 ? 0 : variance(xs, weights, geo.slabSize, count, mean);
+            double rstd = 1.0 / Math.sqrt(variance + eps);
+            stats.mean[unit] = mean;
+            stats.rstd[unit] = rstd;
+            for (int j = 0; j < geo.perGroup; j++) {
+                int channel = g * geo.perGroup + j;
+                double scale = gamma == null ? rstd : gamma[channel] * rstd;
+                double shift = beta == null ? 0 : beta[channel];
+                for (int s = 0; s < geo.positions; s++) {
+                    int i = geo.index(j, s);
+                    xs[i] = (xs[i] - mean) * scale + shift;
+                }
+            }
+            if (weights != null) {
+                for (int i = 0; i < geo.slabSize; i++) {
+                    xs[i] *= weights[i];
+                }
+            }
+            geo.write(out, n, g, xs);
+        });
+    }
+
+    /**
+     * dx, dgamma, dbeta from dy, using the statistics the forward pass left in {@code stats}.
+     *
+     * @param dGammaArray per-channel gradient of gamma, length C, overwritten; null when there is no affine transform
+     * @param dBetaArray  per-channel gradient of beta, length C, overwritten; null when there is no affine transform
+     */
+    public static void backward(INDArray x, INDArray gammaArray, INDArray mask, INDArray dy, int groups,
+                                TensorLayout layout, GroupStats stats, INDArray dx, INDArray dGammaArray,
+                                INDArray dBetaArray) {
+        double[] gamma = gammaArray == null ? null : vector(gammaArray);
+        Geometry geo = new Geometry(x.shape(), layout, groups);
+        int channels = groups * geo.perGroup;
+        Elements in = Elements.of(x);
+        Elements gradOut = Elements.of(dy);
+        Elements gradIn = Elements.of(dx);
+        double[] masks = maskValues(mask);
+        // Per (example, channel) sums of dy and of dy * (x - mean): each unit writes its own slots, so units can run
+        // in parallel; the per-channel parameter gradients are summed over examples afterwards, in a fixed order.
+        double[] sumDy = new double[geo.examples * channels];
+        double[] sumDyCentered = new double[geo.examples * channels];
+        Parallel.forEach(geo.examples * groups, x.length(), unit -> {
+            int n = unit / groups;
+            int g = unit % groups;
+            double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
+            double[] dys = Scratch.doubles(Scratch.Slot.DY, geo.slabSize);
+            double[] weights = masks == null ? null : geo.weights(masks, n);
+            geo.read(in, n, g, xs);
+            geo.read(gradOut, n, g, dys);
+            if (weights != null) {
+                for (int i = 0; i < geo.slabSize; i++) {
+                    dys[i] *= weights[i];
+                }
+            }
+            double mean = stats.mean[unit];
+            double rstd = stats.rstd[unit];
+            double weightedDy = 0;        // sum over the slab of gamma_c * dy
+            double weightedDyCentered = 0; // sum over the slab of gamma_c * dy * (x - mean)
+            for (int j = 0; j < geo.perGroup; j++) {
+                int channel = g * geo.perGroup + j;
+                double dySum = 0;
+                double dyCenteredSum = 0;
+                for (int s = 0; s < geo.positions; s++) {
+                    int i = geo.index(j, s);
+                    dySum += dys[i];
+                    dyCenteredSum += dys[i] * (xs[i] - mean);
+                }
+                sumDy[n * channels + channel] = dySum;
+                sumDyCentered[n * channels + channel] = dyCenteredSum;
+                double scale = gamma == null ? 1 : gamma[channel];
+                weightedDy += scale * dySum;
+                weightedDyCentered += scale * dyCenteredSum;
+            }
+            int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
+            double meanTerm = count == 0 ? 0 : rstd * weightedDy / count;
+            double centeredTerm = count == 0 ? 0 : rstd * rstd * rstd * weightedDyCentered / count;
+            for (int j = 0; j < geo.perGroup; j++) {
+                double scale = rstd * (gamma == null ? 1 : gamma[g * geo.perGroup + j]);
+                for (int s = 0; s < geo.positions; s++) {
+                    int i = geo.index(j, s);
+                    xs[i] = scale * dys[i] - meanTerm - (xs[i] - mean) * centeredTerm;
+                }
+            }
+            if (weights != null) {
+                for (int i = 0; i < geo.slabSize; i++) {
+                    xs[i] *= weights[i];
+                }
+            }
+            geo.write(gradIn, n, g, xs);
+        });
+        if (dGammaArray != null) {
+            double[] dGamma = new double[channels];
+            double[] dBeta = new double[channels];
+            for (int n = 0; n < geo.examples; n++) {
+                for (int c = 0; c < channels; c++) {
+                    dGamma[c] += sumDyCentered[n * channels + c] * stats.rstd[n * groups + c / geo.perGroup];
+                    dBeta[c] += sumDy[n * channels + c];
+                }
+            }
+            Elements.of(dGammaArray).write(0, dGamma, 0, channels);
+            Elements.of(dBetaArray).write(0, dBeta, 0, channels);
+        }
+    }
+
+    /** A per-channel parameter vector as doubles. */
+    private static double[] vector(INDArray array) {
+        INDArray contiguous = isDirectlyAddressable(array) ? array : array.dup('c');
+        double[] values = new double[(int) array.length()];
+        Elements.of(contiguous).read(0, values, 0, values.length);
+        return values;
+    }
+
+    private static double mean(double[] xs, double[] weights, int size, int count) {
+        // Shift by one present sample: keeps the sum small when |mean| >> std, and a constant slab sums to exactly 0.
+        int first = 0;
+        while (weights != null && weights[first] == 0) {
+            first++;
+        }
+        double shift = xs[first];
+        double sum = 0;
+        for (int i = 0; i < size; i++) {
+            sum += weights == null ? xs[i] - shift : weights[i] * (xs[i] - shift);
+        }
+        return shift + sum / count;
+    }
+
+    private static double variance(double[] xs, double[] weights, int size, int count, double mean) {
+        double sum = 0;
+        for (int i = 0; i < size; i++) {
+            double d = xs[i] - mean;
+            sum += weights == null ? d * d : weights[i] * d * d;
+        }
+        return sum / count;
+    }
+
+    private static int presentCount(double[] weights, int size) {
+        int count = 0;
+        for (int i = 0; i < size; i++) {
+            count += weights[i] != 0 ? 1 : 0;
+        }
+        return count;
+    }
+
+    /** The mask as 0/1 doubles, [N * S] in c order, or null. */
+    private static double[] maskValues(INDArray mask) {
+        if (mask == null) {
+            return null;
+        }
+        double[] values = mask.dup('c').data().asDouble();
+        for (int i = 0; i < values.length; i++) {
+            values[i] = values[i] != 0 ? 1 : 0;
+        }
+        return values;
+    }
+
+    /** Per-thread/slab statistics kept from forward for backward: mean and 1/std per (example, group). */
+    public static final class GroupStats {
+        double[] mean = new double[0];
+        double[] rstd = new double[0];
+
+        void resize(int units) {
+            if (mean.length != units) {
+                mean = new double[units];
+                rstd = new double[units];
+            }
+        }
+
+        /** The mean of (example, group) {@code unit = n * G + g}, as the last forward computed it. */
+        public double mean(int unit) {
+            return mean[unit];
+        }
+
+        /** 1 / sqrt(var + eps) of (example, group) {@code unit}, as the last forward computed it. */
+        public double rstd(int unit) {
+            return rstd[unit];
+        }
+    }
+
+    /**
+     * Where the elements of one (example, group) slab are. In the work buffer a slab is stored as in the array:
+     * channel-major ([C/G][S]) for channels-first layouts, position-major ([S][C/G]) for channels-last ones.
+     */
+    private static final class Geometry {
+        final int examples;
+        final int channels;
+        final int positions;
+        final int perGroup;
+        final int slabSize;
+        final boolean channelsLast;
+
+        Geometry(long[] shape, TensorLayout layout, int groups) {
+            this.examples = (int) shape[0];
+            this.channels = (int) shape[layout.channelAxis()];
+            this.positions = (int) layout.spatialSize(shape);
+            this.perGroup = channels / groups;
+            this.slabSize = perGroup * positions;
+            this.channelsLast = layout.channelsLast();
+        }
+
+        /** Index in the work buffer of channel {@code j} of the group at position {@code s}. */
+        int index(int j, int s) {
+            return channelsLast ? s * perGroup + j : j * positions + s;
+        }
+
+        void read(Elements array, int n, int g, double[] slab) {
+            int example = n * channels * positions;
+            if (channelsLast) {
+                for (int s = 0; s < positions; s++) {
+                    array.read(example + s * channels + g * perGroup, slab, s * perGroup, perGroup);
+                }
+            } else {
+                array.read(example + g * slabSize, slab, 0, slabSize);
+            }
+        }
+
+        void write(Elements array, int n, int g, double[] slab) {
+            int example = n * channels * positions;
+            if (channelsLast) {
+                for (int s = 0; s < positions; s++) {
+                    array.write(example + s * channels + g * perGroup, slab, s * perGroup, perGroup);
+                }
+            } else {
+                array.write(example + g * slabSize, slab, 0, slabSize);
+            }
+        }
+
+        /** 0/1 weight of every slab element of example {@code n}, from the per-position mask. */
+        double[] weights(double[] masks, int n) {
+            double[] weights = Scratch.doubles(Scratch.Slot.WEIGHTS, slabSize);
+            for (int j = 0; j < perGroup; j++) {
+                for (int s = 0; s < positions; s++) {
+                    weights[index(j, s)] = masks[n * positions + s];
+                }
+            }
+            return weights;
+        }
+    }
+}

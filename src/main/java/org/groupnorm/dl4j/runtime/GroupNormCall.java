@@ -1,0 +1,14 @@
+package org.groupnorm.dl4j.runtime;
+
+import org.groupnorm.dl4j.TensorLayout;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The arrays and settings of one GroupNorm evaluation, already validated by the layer.
+ *
+ * @param gamma null when the layer has no affine parameters (then beta is null too)
+ * @param mask  [N, S] per-position presence (recurrent and FF input), or null
+ */
+record GroupNormCall(INDArray x, INDArray gamma, INDArray beta, INDArray mask, int groups, double eps,
+                     TensorLayout layout) {
+}

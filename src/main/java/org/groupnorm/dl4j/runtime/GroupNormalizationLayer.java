@@ -1,0 +1,167 @@
+package org.groupnorm.dl4j.runtime;
+
+import java.util.Arrays;
+import org.deeplearning4j.exception.DL4JInvalidInputException;
+import org.deeplearning4j.nn.api.MaskState;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.gradient.DefaultGradient;
+import org.deeplearning4j.nn.gradient.Gradient;
+import org.deeplearning4j.nn.layers.BaseLayer;
+import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
+import org.groupnorm.dl4j.GroupNormParamInitializer;
+import org.groupnorm.dl4j.GroupNormalization;
+import org.groupnorm.dl4j.TensorLayout;
+import org.groupnorm.dl4j.kernel.GroupNormKernel;
+import org.nd4j.common.primitives.Pair;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The runtime GroupNorm layer that {@link GroupNormalization#instantiate} returns. It validates each input against
+ * the configuration, picks an engine (the CPU kernel where it applies, the SameDiff graph elsewhere) and hands DL4J
+ * exact gradients. Parameters live in DL4J's flat views, so {@code setParam}, {@code setParams} and
+ * {@code getParam} behave as for every built-in layer.
+ */
+public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
+
+    /** How the layer executes GroupNorm. */
+    public enum Engine {
+        /** The CPU kernel when the backend and data type allow it, else SameDiff. */
+        AUTO,
+        /** Always the CPU kernel (CPU backend, FLOAT/DOUBLE only). */
+        KERNEL,
+        /** Always the backend-neutral SameDiff graph. */
+        SAMEDIFF;
+
+        /** The default for new layers: system property {@code groupnorm.engine} (auto, kernel, samediff), else AUTO. */
+        static Engine fromSystemProperty() {
+            return valueOf(System.getProperty("groupnorm.engine", "auto").trim().toUpperCase());
+        }
+    }
+
+    private Engine engine = Engine.fromSystemProperty();
+    private final KernelEngine kernel = new KernelEngine();
+    private final SameDiffEngine sameDiff = new SameDiffEngine();
+
+    public GroupNormalizationLayer(NeuralNetConfiguration conf, DataType dataType) {
+        super(conf, dataType);
+    }
+
+    public Engine getEngine() {
+        return engine;
+    }
+
+    /** Chooses how this layer executes; every engine computes the same function. */
+    public void setEngine(Engine engine) {
+        this.engine = engine;
+    }
+
+    @Override
+    public Type type() {
+        return Type.NORMALIZATION;
+    }
+
+    @Override
+    public boolean isPretrainLayer() {
+        return false;
+    }
+
+    @Override
+    public void clearNoiseWeightParams() {
+        // GroupNorm parameters take no weight noise.
+    }
+
+    @Override
+    public INDArray activate(boolean training, LayerWorkspaceMgr workspaceMgr) {
+        assertInputSet(false);
+        applyDropOutIfNecessary(training, workspaceMgr);
+        GroupNormCall call = call();
+        return engineFor(call).forward(call, workspaceMgr);
+    }
+
+    @Override
+    public Pair<Gradient, INDArray> backpropGradient(INDArray epsilon, LayerWorkspaceMgr workspaceMgr) {
+        assertInputSet(true);
+        GroupNormCall call = call();
+        if (!Arrays.equals(epsilon.shape(), call.x().shape())) {
+            throw new DL4JInvalidInputException(layerConf().describe() + ": gradient of shape "
+                    + Arrays.toString(epsilon.shape()) + " does not match the input shape "
+                    + Arrays.toString(call.x().shape()));
+        }
+        INDArray dGamma = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.GAMMA);
+        INDArray dBeta = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.BETA);
+        INDArray dy = epsilon.castTo(dataType);
+        INDArray dx = engineFor(call).backward(call, dy, dGamma, dBeta, workspaceMgr);
+        Gradient gradient = new DefaultGradient();
+        if (dGamma != null) {
+            gradient.gradientForVariable().put(GroupNormParamInitializer.GAMMA, dGamma);
+            gradient.gradientForVariable().put(GroupNormParamInitializer.BETA, dBeta);
+        }
+        return new Pair<>(gradient, backpropDropOutIfPresent(dx));
+    }
+
+    @Override
+    public Pair<INDArray, MaskState> feedForwardMaskArray(INDArray maskArray, MaskState currentMaskState,
+                                                          int minibatchSize) {
+        // Output positions are where input positions are: the mask passes through unchanged.
+        this.maskArray = maskArray;
+        this.maskState = currentMaskState;
+        return maskArray == null ? null : new Pair<>(maskArray, currentMaskState);
+    }
+
+    private GroupNormEngine engineFor(GroupNormCall call) {
+        switch (engine) {
+            case KERNEL:
+                return kernel;
+            case SAMEDIFF:
+                return sameDiff;
+            default:
+                return GroupNormKernel.supports(call.x()) ? kernel : sameDiff;
+        }
+    }
+
+    /** The current input and parameters, checked against the configuration. */
+    private GroupNormCall call() {
+        GroupNormalization conf = layerConf();
+        INDArray x = input.castTo(dataType);
+        TensorLayout layout = conf.getDataFormat() != null ? conf.getDataFormat() : layoutForRank(x.rank());
+        if (x.rank() != layout.rank()) {
+            throw new DL4JInvalidInputException(conf.describe() + ": expected a rank-" + layout.rank() + " "
+                    + layout + " input, got rank " + x.rank() + " with shape " + Arrays.toString(x.shape()));
+        }
+        long channels = x.size(layout.channelAxis());
+        if (channels != conf.getNIn()) {
+            throw new DL4JInvalidInputException(conf.describe() + ": input has " + channels + " channels on axis "
+                    + layout.channelAxis() + " (" + layout + ", shape " + Arrays.toString(x.shape())
+                    + ") but the layer was configured with nIn=" + conf.getNIn());
+        }
+        return new GroupNormCall(x, getParam(GroupNormParamInitializer.GAMMA),
+                getParam(GroupNormParamInitializer.BETA), validatedMask(x, layout), conf.groupsFor(channels),
+                conf.getEps(), layout);
+    }
+
+    private TensorLayout layoutForRank(int rank) {
+        try {
+            return TensorLayout.defaultForRank(rank);
+        } catch (IllegalArgumentException e) {
+            throw new DL4JInvalidInputException(layerConf().describe() + ": " + e.getMessage());
+        }
+    }
+
+    /** The mask as [N, S] per-position presence, or null; only recurrent and FF inputs can be masked. */
+    private INDArray validatedMask(INDArray x, TensorLayout layout) {
+        if (maskArray == null) {
+            return null;
+        }
+        long positions = layout.spatialSize(x.shape());
+        boolean perPosition = (layout.rank() == 3 || layout == TensorLayout.FF)
+                && maskArray.rank() == 2 && maskArray.size(0) == x.size(0) && maskArray.size(1) == positions;
+        if (!perPosition) {
+            throw new DL4JInvalidInputException(layerConf().describe() + ": a mask of shape "
+                    + Arrays.toString(maskArray.shape()) + " does not fit " + layout + " input of shape "
+                    + Arrays.toString(x.shape()) + "; masks are supported as [N, T] for recurrent input and "
+                    + "[N, 1] for feed-forward input");
+        }
+        return maskArray;
+    }
+}
