@@ -68,11 +68,11 @@ public class GroupNormalization extends FeedForwardLayer {
         this.betaInit = builder.betaInit;
         this.regularizeGammaBeta = builder.regularizeGammaBeta;
         this.dataFormat = builder.dataFormat;
-        if (groupSize == 0 && groups <= 0) {
-            throw new IllegalArgumentException(describe() + ": groups must be > 0, got " + groups);
-        }
-        if (groups == 0 && groupSize <= 0) {
+        if (builder.groupSize != null && groupSize <= 0) {
             throw new IllegalArgumentException(describe() + ": groupSize must be > 0, got " + groupSize);
+        }
+        if (builder.groupSize == null && groups <= 0) {
+            throw new IllegalArgumentException(describe() + ": groups must be > 0, got " + groups);
         }
         if (!(eps > 0) || Double.isInfinite(eps)) {
             throw new IllegalArgumentException(describe() + ": eps must be a finite number > 0, got " + eps);

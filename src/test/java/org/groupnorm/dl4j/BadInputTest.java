@@ -1,0 +1,120 @@
+package org.groupnorm.dl4j;
+
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
+import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
+import org.nd4j.linalg.activations.Activation;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.factory.Nd4j;
+
+/** Every invalid configuration or input fails with a message that names the layer, the value and the rule. */
+class BadInputTest {
+
+    private static void assertFailsWith(Executable action, String... fragments) {
+        Exception e = assertThrows(Exception.class, action);
+        for (String fragment : fragments) {
+            assertTrue(e.getMessage().contains(fragment), "'" + e.getMessage() + "' lacks '" + fragment + "'");
+        }
+    }
+
+    @Test
+    void channelsNotDivisibleByGroups() {
+        assertFailsWith(() -> new GroupNormalization.Builder().name("gn2").nIn(30).groups(4).build(),
+                "GroupNormalization 'gn2'", "30 channels are not divisible by 4 groups");
+        assertFailsWith(() -> new GroupNormalization.Builder().name("gs").nIn(30).groupSize(4).build(),
+                "'gs'", "30 channels are not divisible by groupSize 4");
+    }
+
+    @Test
+    void channelsNotDivisibleByGroupsFoundFromTheInputType() {
+        assertFailsWith(() -> new NeuralNetConfiguration.Builder().list()
+                        .layer(new ConvolutionLayer.Builder(3, 3).nOut(30).build())
+                        .layer(new GroupNormalization.Builder().name("gn2").groups(4).build())
+                        .setInputType(InputType.convolutional(8, 8, 1)).build(),
+                "GroupNormalization 'gn2'", "30 channels are not divisible by 4 groups");
+    }
+
+    @Test
+    void nonPositiveOrTooManyGroups() {
+        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(0).build(), "'g'",
+                "groups must be > 0, got 0");
+        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(-2).build(), "got -2");
+        assertFailsWith(() -> new GroupNormalization.Builder().name("s").groupSize(0).build(), "'s'",
+                "groupSize must be > 0, got 0");
+        assertFailsWith(() -> new GroupNormalization.Builder().name("g").nIn(16).groups(32).build(), "'g'",
+                "32 groups are more than the 16 channels");
+    }
+
+    @Test
+    void bothGroupsAndGroupSize() {
+        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(4).groupSize(2).build(), "'g'",
+                "groups (4) or groupSize (2), not both");
+    }
+
+    @Test
+    void nonPositiveOrNonFiniteEps() {
+        for (double eps : new double[]{0, -1e-5, Double.NaN, Double.POSITIVE_INFINITY}) {
+            assertFailsWith(() -> new GroupNormalization.Builder().name("e").eps(eps).build(), "'e'",
+                    "eps must be a finite number > 0, got " + eps);
+        }
+    }
+
+    @Test
+    void anActivationFunction() {
+        assertFailsWith(() -> new GroupNormalization.Builder().name("a").activation(Activation.RELU).build(),
+                "'a'", "no activation function", "ActivationLayer");
+    }
+
+    @Test
+    void inputWithAnotherChannelCountThanConfigured() {
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
+                .build(), DataType.FLOAT, Engine.AUTO);
+        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 5, 3, 3)), "'gn'", "input has 5 channels",
+                "nIn=6");
+    }
+
+    @Test
+    void inputOfAnotherRankThanTheLayout() {
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
+                .dataFormat(TensorLayout.NCHW).build(), DataType.FLOAT, Engine.AUTO);
+        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 3)), "'gn'",
+                "expected a rank-4 NCHW input, got rank 3");
+    }
+
+    @Test
+    void inputOfUnsupportedRank() {
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
+                .build(), DataType.FLOAT, Engine.AUTO);
+        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 2, 2, 2, 2)), "'gn'", "rank 6");
+    }
+
+    @Test
+    void unsupportedInputType() {
+        GroupNormalization gn = new GroupNormalization.Builder().name("gn").groups(2).build();
+        assertFailsWith(() -> gn.getOutputType(0, null), "'gn'", "got null");
+        assertFailsWith(() -> new GroupNormalization.Builder().name("gn").groups(2).dataFormat(TensorLayout.NCW)
+                .build().setNIn(InputType.convolutional(4, 4, 2), false), "'gn'", "dataFormat NCW",
+                "rank 4");
+    }
+
+    @Test
+    void maskOnConvolutionalInput() {
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(4).groups(2)
+                .build(), DataType.FLOAT, Engine.AUTO);
+        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 4, 3, 3), Nd4j.ones(DataType.FLOAT, 2, 9)),
+                "'gn'", "a mask of shape [2, 9]", "[N, T] for recurrent input");
+    }
+
+    @Test
+    void unknownChannelCountAtInit() {
+        GroupNormalization gn = new GroupNormalization.Builder().name("gn").groups(2).build();
+        assertFailsWith(() -> new GroupNormHarness(gn, DataType.FLOAT, Engine.AUTO), "'gn'",
+                "channel count is unknown");
+    }
+}
