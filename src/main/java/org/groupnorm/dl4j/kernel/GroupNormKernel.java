@@ -119,10 +119,15 @@ public final class GroupNormKernel {
                 int channel = g * geo.perGroup + j;
                 double dySum = 0;
                 double dyCenteredSum = 0;
-                for (int s = 0; s < geo.positions; s++) {
-                    int i = geo.index(j, s);
-                    dySum += dys[i];
-                    dyCenteredSum += dys[i] * (xs[i] - mean);
+                if (geo.channelsLast) {
+                    for (int s = 0; s < geo.positions; s++) {
+                        int i = geo.index(j, s);
+                        dySum += dys[i];
+                        dyCenteredSum += dys[i] * (xs[i] - mean);
+                    }
+                } else {
+                    dySum = shiftedSum(dys, j * geo.positions, geo.positions, 0);
+                    dyCenteredSum = centeredDot(dys, xs, j * geo.positions, geo.positions, mean);
                 }
                 sumDy[n * channels + channel] = dySum;
                 sumDyCentered[n * channels + channel] = dyCenteredSum;
@@ -176,20 +181,82 @@ public final class GroupNormKernel {
             first++;
         }
         double shift = xs[first];
-        double sum = 0;
-        for (int i = 0; i < size; i++) {
-            sum += weights == null ? xs[i] - shift : weights[i] * (xs[i] - shift);
+        if (weights != null) {
+            double sum = 0;
+            for (int i = 0; i < size; i++) {
+                sum += weights[i] * (xs[i] - shift);
+            }
+            return shift + sum / count;
         }
-        return shift + sum / count;
+        return shift + shiftedSum(xs, 0, size, shift) / count;
+    }
+
+    /**
+     * Sum of (xs[i] - shift) over [from, from + length). Four independent accumulators: one chain of dependent
+     * additions would wait on the adder's latency at every element, and Java may not reorder them itself.
+     */
+    private static double shiftedSum(double[] xs, int from, int length, double shift) {
+        double s0 = 0;
+        double s1 = 0;
+        double s2 = 0;
+        double s3 = 0;
+        int i = from;
+        int end = from + length;
+        for (; i + 3 < end; i += 4) {
+            s0 += xs[i] - shift;
+            s1 += xs[i + 1] - shift;
+            s2 += xs[i + 2] - shift;
+            s3 += xs[i + 3] - shift;
+        }
+        for (; i < end; i++) {
+            s0 += xs[i] - shift;
+        }
+        return (s0 + s1) + (s2 + s3);
     }
 
     private static double variance(double[] xs, double[] weights, int size, int count, double mean) {
-        double sum = 0;
-        for (int i = 0; i < size; i++) {
-            double d = xs[i] - mean;
-            sum += weights == null ? d * d : weights[i] * d * d;
+        double s0 = 0;
+        double s1 = 0;
+        double s2 = 0;
+        double s3 = 0;
+        int i = 0;
+        if (weights == null) {
+            for (; i + 3 < size; i += 4) {
+                double d0 = xs[i] - mean;
+                double d1 = xs[i + 1] - mean;
+                double d2 = xs[i + 2] - mean;
+                double d3 = xs[i + 3] - mean;
+                s0 += d0 * d0;
+                s1 += d1 * d1;
+                s2 += d2 * d2;
+                s3 += d3 * d3;
+            }
         }
-        return sum / count;
+        for (; i < size; i++) {
+            double d = xs[i] - mean;
+            s0 += weights == null ? d * d : weights[i] * d * d;
+        }
+        return ((s0 + s1) + (s2 + s3)) / count;
+    }
+
+    /** Sum of dy[i] * (x[i] - mean) over [from, from + length), four accumulators as in {@link #shiftedSum}. */
+    private static double centeredDot(double[] dy, double[] xs, int from, int length, double mean) {
+        double s0 = 0;
+        double s1 = 0;
+        double s2 = 0;
+        double s3 = 0;
+        int i = from;
+        int end = from + length;
+        for (; i + 3 < end; i += 4) {
+            s0 += dy[i] * (xs[i] - mean);
+            s1 += dy[i + 1] * (xs[i + 1] - mean);
+            s2 += dy[i + 2] * (xs[i + 2] - mean);
+            s3 += dy[i + 3] * (xs[i + 3] - mean);
+        }
+        for (; i < end; i++) {
+            s0 += dy[i] * (xs[i] - mean);
+        }
+        return (s0 + s1) + (s2 + s3);
     }
 
     private static int presentCount(double[] weights, int size) {
