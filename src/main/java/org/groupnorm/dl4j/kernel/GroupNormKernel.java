@@ -279,7 +279,7 @@ public final class GroupNormKernel {
         return values;
     }
 
-    /** Per-thread/slab statistics kept from forward for backward: mean and 1/std per (example, group). */
+    /** Statistics kept from forward for backward: mean and 1/std per (example, group), unit = n * G + g. */
     public static final class GroupStats {
         double[] mean = new double[0];
         double[] rstd = new double[0];
@@ -289,16 +289,6 @@ public final class GroupNormKernel {
                 mean = new double[units];
                 rstd = new double[units];
             }
-        }
-
-        /** The mean of (example, group) {@code unit = n * G + g}, as the last forward computed it. */
-        public double mean(int unit) {
-            return mean[unit];
-        }
-
-        /** 1 / sqrt(var + eps) of (example, group) {@code unit}, as the last forward computed it. */
-        public double rstd(int unit) {
-            return rstd[unit];
         }
     }
 
