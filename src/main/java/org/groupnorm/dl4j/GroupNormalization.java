@@ -218,8 +218,9 @@ public class GroupNormalization extends FeedForwardLayer {
             updaterStateSize += getUpdaterByParam(key).stateSize(nIn);
         }
         long perExample = inputType.arrayElementsPerExample();
-        // Per example: the statistics (mean and 1/std per group) kept for backprop; during backprop also a
-        // channels-first copy of the input and of the output gradient when the layout is channels last.
+        // Per example: the statistics (mean and 1/std per group) kept for backprop; for channels-last layouts also
+        // the channels-first copies of input and output gradient that the SameDiff engine makes (an upper bound:
+        // the CPU kernel reads channels-last arrays in place).
         long statsPerExample = 2L * groupsFor(nIn);
         long layoutCopies = dataFormat != null && dataFormat.channelsLast() ? 2 * perExample : 0;
         return new LayerMemoryReport.Builder(layerName, GroupNormalization.class, inputType, outputType)
