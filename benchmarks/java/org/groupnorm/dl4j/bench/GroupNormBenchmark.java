@@ -3,12 +3,15 @@ package org.groupnorm.dl4j.bench;
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.InputStreamReader;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.bytedeco.javacpp.Pointer;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.layers.BatchNormalization;
@@ -34,19 +37,25 @@ import org.nd4j.linalg.factory.Nd4j;
  *
  * <pre>OMP_NUM_THREADS=2 mvn -q compile exec:java -Dexec.mainClass=org.groupnorm.dl4j.bench.GroupNormBenchmark</pre>
  * Options (system properties): {@code -Dbench.shapes=8,64,56,56,32;2,16,8,8,4} (N,C,H,W,G), {@code -Dbench.iterations=30},
- * {@code -Dbench.python=/usr/bin/python3}.
+ * {@code -Dbench.python=/usr/bin/python3}, {@code -Dbench.samediff=false} (skips the slow SameDiff-engine column).
  */
 public class GroupNormBenchmark {
 
     private static final String DEFAULT_SHAPES = "8,64,56,56,32;2,256,56,56,32;32,64,32,32,32;2,16,8,8,4";
-    private static final int WARMUP = 15;
+    /**
+     * Warm-up: at least this many calls and {@link #WARMUP_SECONDS}. HotSpot compiles the kernel's loops only after
+     * some hundreds of calls; the per-call time falls until then.
+     */
+    private static final int WARMUP = 20;
+    private static final double WARMUP_SECONDS = 3;
 
     public static void main(String[] args) throws Exception {
         String[] shapes = System.getProperty("bench.shapes", DEFAULT_SHAPES).split(";");
         int iterations = Integer.getInteger("bench.iterations", 30);
+        boolean withSameDiff = Boolean.parseBoolean(System.getProperty("bench.samediff", "true"));
         int threads = Nd4j.getEnvironment().maxMasterThreads();
-        System.out.printf("threads (ND4J/OMP): %d, float32, median of %d after %d warm-up (spread = IQR)%n",
-                threads, iterations, WARMUP);
+        System.out.printf("threads (ND4J/OMP): %d, float32, median of %d after >= %d warm-up calls and %.0f s "
+                + "(spread = IQR)%n", threads, iterations, WARMUP, WARMUP_SECONDS);
         Map<String, double[]> torch = torchTimings(shapes, threads, iterations);
         System.out.printf("%-16s %18s %18s %18s %18s %14s %9s %9s%n", "N,C,H,W,G", "GN fwd ms",
                 "GN fwd+bwd ms", "GN(SameDiff) f+b", "DL4J BN f+b ms", "floor ms", "fwd/torch", "f+b/torch");
@@ -61,14 +70,19 @@ public class GroupNormBenchmark {
             Stats fwd = time(iterations, () -> run(gn, x, null));
             Stats fwdBwd = time(iterations, () -> run(gn, x, dy));
             gn.setEngine(GroupNormalizationLayer.Engine.SAMEDIFF);
-            Stats sameDiff = time(Math.max(5, iterations / 3), () -> run(gn, x, dy));
+            Object sameDiff = withSameDiff ? time(Math.max(5, iterations / 3), () -> run(gn, x, dy)) : "-";
             Layer bn = instantiate(new BatchNormalization.Builder().nIn(v[1]).nOut(v[1]).build());
             Stats bnFwdBwd = time(Math.max(5, iterations / 3), () -> run(bn, x, dy));
             Stats floor = time(iterations, () -> x.addi(0.0f));   // one read + one write of the tensor
+            gn.setEngine(GroupNormalizationLayer.Engine.AUTO);
+            Allocations gnAllocations = Allocations.perIteration(() -> run(gn, x, dy));
+            Allocations bnAllocations = Allocations.perIteration(() -> run(bn, x, dy));
             double[] t = torch.get(spec);
             System.out.printf("%-16s %18s %18s %18s %18s %14s %9s %9s%n", spec, fwd, fwdBwd, sameDiff, bnFwdBwd,
                     floor, t == null ? "-" : String.format("%.2fx", fwd.median / t[0]),
                     t == null ? "-" : String.format("%.2fx", fwdBwd.median / t[1]));
+            System.out.printf("%-16s allocations per fwd+bwd outside workspaces: GN %s; DL4J BN %s%n", "",
+                    gnAllocations, bnAllocations);
             if (t != null) {
                 System.out.printf("%-16s torch: GN fwd %.3f ms, GN fwd+bwd %.3f ms, BN fwd+bwd %.3f ms%n", "", t[0],
                         t[1], t[2]);
@@ -116,6 +130,45 @@ public class GroupNormBenchmark {
         }
     }
 
+    /**
+     * What one warm iteration allocates outside workspaces. Off-heap: every ND4J buffer created outside a workspace
+     * registers JavaCPP pointers with deallocators, counted by {@link Pointer#totalCount()} until they are freed
+     * (measured across iterations with no collection in between, so nothing is freed meanwhile). On-heap: the
+     * bytes the calling thread allocated (the kernel's worker threads allocate nothing once warm).
+     */
+    private record Allocations(double pointers, double heapBytes) {
+        static Allocations perIteration(Runnable body) {
+            for (int i = 0; i < 5; i++) {
+                body.run();
+            }
+            int iterations = 10;
+            var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+            long gcBefore = collections();
+            long pointersBefore = Pointer.totalCount();
+            long heapBefore = threads.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < iterations; i++) {
+                body.run();
+            }
+            long heap = threads.getCurrentThreadAllocatedBytes() - heapBefore;
+            long pointers = Pointer.totalCount() - pointersBefore;
+            if (collections() != gcBefore) {
+                return new Allocations(Double.NaN, (double) heap / iterations);  // a GC freed some: count unknown
+            }
+            return new Allocations((double) pointers / iterations, (double) heap / iterations);
+        }
+
+        private static long collections() {
+            return ManagementFactory.getGarbageCollectorMXBeans().stream()
+                    .mapToLong(GarbageCollectorMXBean::getCollectionCount).sum();
+        }
+
+        @Override
+        public String toString() {
+            return String.format("%s off-heap pointers, %.1f KB heap", Double.isNaN(pointers) ? "?"
+                    : String.format("%.1f", pointers), heapBytes / 1024);
+        }
+    }
+
     /** Median and interquartile range in ms. */
     private record Stats(double median, double iqr) {
         @Override
@@ -125,7 +178,8 @@ public class GroupNormBenchmark {
     }
 
     private static Stats time(int iterations, Runnable body) {
-        for (int i = 0; i < WARMUP; i++) {
+        long warmupStart = System.nanoTime();
+        for (int i = 0; i < WARMUP || System.nanoTime() - warmupStart < WARMUP_SECONDS * 1e9; i++) {
             body.run();
         }
         double[] ms = new double[iterations];

@@ -1,5 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
@@ -21,18 +22,25 @@ abstract class Elements {
 
     /** A view of a c-contiguous array in host memory (the CPU backend's arrays). */
     static Elements of(INDArray array) {
-        Pointer first = array.data().addressPointer();   // already at the array's first element
-        long bytes = array.length() * array.dataType().width();
-        java.nio.ByteBuffer raw = new BytePointer(first).capacity(bytes).limit(bytes).asByteBuffer()
-                .order(ByteOrder.nativeOrder());
         switch (array.dataType()) {
             case FLOAT:
-                return new Floats(raw.asFloatBuffer());
+                return new Floats(floats(array));
             case DOUBLE:
-                return new Doubles(raw.asDoubleBuffer());
+                return new Doubles(bytes(array).asDoubleBuffer());
             default:
                 throw new IllegalArgumentException("GroupNorm CPU kernel: no support for " + array.dataType());
         }
+    }
+
+    /** The elements of a c-contiguous FLOAT array in host memory, as a buffer over that memory (no copy). */
+    static FloatBuffer floats(INDArray array) {
+        return bytes(array).asFloatBuffer();
+    }
+
+    private static ByteBuffer bytes(INDArray array) {
+        Pointer first = array.data().addressPointer();   // already at the array's first element
+        long bytes = array.length() * array.dataType().width();
+        return new BytePointer(first).capacity(bytes).limit(bytes).asByteBuffer().order(ByteOrder.nativeOrder());
     }
 
     /** Copies {@code count} elements starting at {@code start} into {@code dst[dstOffset...]}. */

@@ -1,5 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.nio.FloatBuffer;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.shape.Shape;
@@ -9,10 +10,16 @@ import org.nd4j.linalg.factory.Nd4j;
  * The CPU fast path: GroupNorm forward and analytic backward as plain loops, with the same contract as
  * {@link org.groupnorm.dl4j.GroupNorm#groupNorm} (and the tests hold the two to the same results).
  *
- * <p>The unit of work is one (example, group) slab: it is read once from the array into a {@code double[]} buffer
- * that stays in cache, the statistics take two passes over that buffer (a shifted sum for the mean, then the sum of
- * squared deviations: exact for |mean| &gt;&gt; std and for constant input), and the output is written in one pass.
- * Backward reuses the forward's mean and 1/std instead of recomputing them. All arithmetic is in double.
+ * <p>The unit of work is one (example, group) slab; slabs run in parallel ({@link Parallel}). Backward reuses the
+ * forward's mean and 1/std instead of recomputing them. Two slab implementations share that frame:
+ * <ul>
+ *   <li>{@link FloatRows}, for float32 channels-first input without a mask (the case networks run): streamed in
+ *   small blocks with SIMD-friendly loops, one-pass moments with a shift;</li>
+ *   <li>the general path here, for every other case (channels-last, masks, float64, very short rows): the slab is
+ *   read once into a {@code double[]} buffer that stays in cache, the statistics take two passes over that buffer (a
+ *   shifted sum for the mean, then the sum of squared deviations), and the output is written in one pass. All
+ *   arithmetic is in double.</li>
+ * </ul>
  *
  * <p>Arrays must be c-contiguous host arrays of FLOAT or DOUBLE ({@link #supports}); anything else takes the SameDiff
  * path.
@@ -45,37 +52,49 @@ public final class GroupNormKernel {
         double[] beta = betaArray == null ? null : vector(betaArray);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         stats.resize(geo.examples * groups);
-        Elements in = Elements.of(x);
-        Elements out = Elements.of(y);
-        double[] masks = maskValues(mask);
-        Parallel.forEach(geo.examples * groups, x.length(), unit -> {
-            int n = unit / groups;
-            int g = unit % groups;
-            double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
-            double[] weights = masks == null ? null : geo.weights(masks, n);
-            geo.read(in, n, g, xs);
-            int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
-            double mean = count == 0 ? 0 : mean(xs, weights, geo.slabSize, count);
-            double variance = count == 0 ? 0 : variance(xs, weights, geo.slabSize, count, mean);
-            double rstd = 1.0 / Math.sqrt(variance + eps);
-            stats.mean[unit] = mean;
-            stats.rstd[unit] = rstd;
-            for (int j = 0; j < geo.perGroup; j++) {
-                int channel = g * geo.perGroup + j;
-                double scale = gamma == null ? rstd : gamma[channel] * rstd;
-                double shift = beta == null ? 0 : beta[channel];
-                for (int s = 0; s < geo.positions; s++) {
-                    int i = geo.index(j, s);
-                    xs[i] = (xs[i] - mean) * scale + shift;
-                }
+        if (FloatRows.applies(x, layout, mask)) {
+            FloatBuffer in = Elements.floats(x);
+            FloatBuffer out = Elements.floats(y);
+            Parallel.forEach(geo.examples * groups, x.length(),
+                    unit -> FloatRows.forward(in, out, unit, groups, geo, gamma, beta, eps, stats));
+        } else {
+            Elements in = Elements.of(x);
+            Elements out = Elements.of(y);
+            double[] masks = maskValues(mask);
+            Parallel.forEach(geo.examples * groups, x.length(),
+                    unit -> forwardSlab(in, out, masks, unit, groups, geo, gamma, beta, eps, stats));
+        }
+    }
+
+    /** The general path's forward for one (example, group) slab: any layout, float or double, masks. */
+    private static void forwardSlab(Elements in, Elements out, double[] masks, int unit, int groups, Geometry geo,
+                                    double[] gamma, double[] beta, double eps, GroupStats stats) {
+        int n = unit / groups;
+        int g = unit % groups;
+        double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
+        double[] weights = masks == null ? null : geo.weights(masks, n);
+        geo.read(in, n, g, xs);
+        int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
+        double mean = count == 0 ? 0 : mean(xs, weights, geo.slabSize, count);
+        double variance = count == 0 ? 0 : variance(xs, weights, geo.slabSize, count, mean);
+        double rstd = 1.0 / Math.sqrt(variance + eps);
+        stats.mean[unit] = mean;
+        stats.rstd[unit] = rstd;
+        for (int j = 0; j < geo.perGroup; j++) {
+            int channel = g * geo.perGroup + j;
+            double scale = gamma == null ? rstd : gamma[channel] * rstd;
+            double shift = beta == null ? 0 : beta[channel];
+            for (int s = 0; s < geo.positions; s++) {
+                int i = geo.index(j, s);
+                xs[i] = (xs[i] - mean) * scale + shift;
             }
-            if (weights != null) {
-                for (int i = 0; i < geo.slabSize; i++) {
-                    xs[i] *= weights[i];
-                }
+        }
+        if (weights != null) {
+            for (int i = 0; i < geo.slabSize; i++) {
+                xs[i] *= weights[i];
             }
-            geo.write(out, n, g, xs);
-        });
+        }
+        geo.write(out, n, g, xs);
     }
 
     /**
@@ -90,68 +109,24 @@ public final class GroupNormKernel {
         double[] gamma = gammaArray == null ? null : vector(gammaArray);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         int channels = groups * geo.perGroup;
-        Elements in = Elements.of(x);
-        Elements gradOut = Elements.of(dy);
-        Elements gradIn = Elements.of(dx);
-        double[] masks = maskValues(mask);
         // Per (example, channel) sums of dy and of dy * (x - mean): each unit writes its own slots, so units can run
         // in parallel; the per-channel parameter gradients are summed over examples afterwards, in a fixed order.
         double[] sumDy = new double[geo.examples * channels];
         double[] sumDyCentered = new double[geo.examples * channels];
-        Parallel.forEach(geo.examples * groups, x.length(), unit -> {
-            int n = unit / groups;
-            int g = unit % groups;
-            double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
-            double[] dys = Scratch.doubles(Scratch.Slot.DY, geo.slabSize);
-            double[] weights = masks == null ? null : geo.weights(masks, n);
-            geo.read(in, n, g, xs);
-            geo.read(gradOut, n, g, dys);
-            if (weights != null) {
-                for (int i = 0; i < geo.slabSize; i++) {
-                    dys[i] *= weights[i];
-                }
-            }
-            double mean = stats.mean[unit];
-            double rstd = stats.rstd[unit];
-            double weightedDy = 0;        // sum over the slab of gamma_c * dy
-            double weightedDyCentered = 0; // sum over the slab of gamma_c * dy * (x - mean)
-            for (int j = 0; j < geo.perGroup; j++) {
-                int channel = g * geo.perGroup + j;
-                double dySum = 0;
-                double dyCenteredSum = 0;
-                if (geo.channelsLast) {
-                    for (int s = 0; s < geo.positions; s++) {
-                        int i = geo.index(j, s);
-                        dySum += dys[i];
-                        dyCenteredSum += dys[i] * (xs[i] - mean);
-                    }
-                } else {
-                    dySum = shiftedSum(dys, j * geo.positions, geo.positions, 0);
-                    dyCenteredSum = centeredDot(dys, xs, j * geo.positions, geo.positions, mean);
-                }
-                sumDy[n * channels + channel] = dySum;
-                sumDyCentered[n * channels + channel] = dyCenteredSum;
-                double scale = gamma == null ? 1 : gamma[channel];
-                weightedDy += scale * dySum;
-                weightedDyCentered += scale * dyCenteredSum;
-            }
-            int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
-            double meanTerm = count == 0 ? 0 : rstd * weightedDy / count;
-            double centeredTerm = count == 0 ? 0 : rstd * rstd * rstd * weightedDyCentered / count;
-            for (int j = 0; j < geo.perGroup; j++) {
-                double scale = rstd * (gamma == null ? 1 : gamma[g * geo.perGroup + j]);
-                for (int s = 0; s < geo.positions; s++) {
-                    int i = geo.index(j, s);
-                    xs[i] = scale * dys[i] - meanTerm - (xs[i] - mean) * centeredTerm;
-                }
-            }
-            if (weights != null) {
-                for (int i = 0; i < geo.slabSize; i++) {
-                    xs[i] *= weights[i];
-                }
-            }
-            geo.write(gradIn, n, g, xs);
-        });
+        if (FloatRows.applies(x, layout, mask)) {
+            FloatBuffer in = Elements.floats(x);
+            FloatBuffer gradOut = Elements.floats(dy);
+            FloatBuffer gradIn = Elements.floats(dx);
+            Parallel.forEach(geo.examples * groups, x.length(), unit -> FloatRows.backward(in, gradOut, gradIn,
+                    unit, groups, geo, gamma, stats, sumDy, sumDyCentered));
+        } else {
+            Elements in = Elements.of(x);
+            Elements gradOut = Elements.of(dy);
+            Elements gradIn = Elements.of(dx);
+            double[] masks = maskValues(mask);
+            Parallel.forEach(geo.examples * groups, x.length(), unit -> backwardSlab(in, gradOut, gradIn, masks, unit,
+                    groups, geo, gamma, stats, sumDy, sumDyCentered));
+        }
         if (dGammaArray != null) {
             double[] dGamma = new double[channels];
             double[] dBeta = new double[channels];
@@ -164,6 +139,65 @@ public final class GroupNormKernel {
             Elements.of(dGammaArray).write(0, dGamma, 0, channels);
             Elements.of(dBetaArray).write(0, dBeta, 0, channels);
         }
+    }
+
+    /** The general path's backward for one (example, group) slab: any layout, float or double, masks. */
+    private static void backwardSlab(Elements in, Elements gradOut, Elements gradIn, double[] masks, int unit,
+                                     int groups, Geometry geo, double[] gamma, GroupStats stats, double[] sumDy,
+                                     double[] sumDyCentered) {
+        int channels = groups * geo.perGroup;
+        int n = unit / groups;
+        int g = unit % groups;
+        double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
+        double[] dys = Scratch.doubles(Scratch.Slot.DY, geo.slabSize);
+        double[] weights = masks == null ? null : geo.weights(masks, n);
+        geo.read(in, n, g, xs);
+        geo.read(gradOut, n, g, dys);
+        if (weights != null) {
+            for (int i = 0; i < geo.slabSize; i++) {
+                dys[i] *= weights[i];
+            }
+        }
+        double mean = stats.mean[unit];
+        double rstd = stats.rstd[unit];
+        double weightedDy = 0;        // sum over the slab of gamma_c * dy
+        double weightedDyCentered = 0; // sum over the slab of gamma_c * dy * (x - mean)
+        for (int j = 0; j < geo.perGroup; j++) {
+            int channel = g * geo.perGroup + j;
+            double dySum = 0;
+            double dyCenteredSum = 0;
+            if (geo.channelsLast) {
+                for (int s = 0; s < geo.positions; s++) {
+                    int i = geo.index(j, s);
+                    dySum += dys[i];
+                    dyCenteredSum += dys[i] * (xs[i] - mean);
+                }
+            } else {
+                dySum = shiftedSum(dys, j * geo.positions, geo.positions, 0);
+                dyCenteredSum = centeredDot(dys, xs, j * geo.positions, geo.positions, mean);
+            }
+            sumDy[n * channels + channel] = dySum;
+            sumDyCentered[n * channels + channel] = dyCenteredSum;
+            double scale = gamma == null ? 1 : gamma[channel];
+            weightedDy += scale * dySum;
+            weightedDyCentered += scale * dyCenteredSum;
+        }
+        int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
+        double meanTerm = count == 0 ? 0 : rstd * weightedDy / count;
+        double centeredTerm = count == 0 ? 0 : rstd * rstd * rstd * weightedDyCentered / count;
+        for (int j = 0; j < geo.perGroup; j++) {
+            double scale = rstd * (gamma == null ? 1 : gamma[g * geo.perGroup + j]);
+            for (int s = 0; s < geo.positions; s++) {
+                int i = geo.index(j, s);
+                xs[i] = scale * dys[i] - meanTerm - (xs[i] - mean) * centeredTerm;
+            }
+        }
+        if (weights != null) {
+            for (int i = 0; i < geo.slabSize; i++) {
+                xs[i] *= weights[i];
+            }
+        }
+        geo.write(gradIn, n, g, xs);
     }
 
     /** A per-channel parameter vector as doubles. */
@@ -296,7 +330,7 @@ public final class GroupNormKernel {
      * Where the elements of one (example, group) slab are. In the work buffer a slab is stored as in the array:
      * channel-major ([C/G][S]) for channels-first layouts, position-major ([S][C/G]) for channels-last ones.
      */
-    private static final class Geometry {
+    static final class Geometry {
         final int examples;
         final int channels;
         final int positions;

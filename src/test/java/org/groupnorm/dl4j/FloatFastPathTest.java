@@ -1,0 +1,127 @@
+package org.groupnorm.dl4j;
+
+import static org.groupnorm.dl4j.ReferenceTest.assertClose;
+import static org.groupnorm.dl4j.ReferenceTest.gaussian;
+import static org.groupnorm.dl4j.ReferenceTest.shapeLength;
+
+import java.util.Random;
+import java.util.stream.Stream;
+import org.deeplearning4j.nn.gradient.Gradient;
+import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.common.primitives.Pair;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The CPU kernel's float32 channels-first path (the one networks run: blocked, one-pass moments with a shift) against
+ * {@link ReferenceGroupNorm} in double on the same float-rounded inputs. The shapes are chosen for that path (float,
+ * channels first, no mask, rows of at least 16 positions) and for its edges: rows that are not a whole number of
+ * blocks, slabs long enough that the float lanes are flushed into double several times, and data whose first block
+ * is far from the slab's mean (the one-pass moments must then take their second, exact pass).
+ */
+class FloatFastPathTest {
+
+    static Stream<Arguments> shapes() {
+        return Stream.of(
+                Arguments.of(TensorLayout.NCHW, new long[]{2, 6, 20, 20}, 3),      // rows of 400: 1 block + tail
+                Arguments.of(TensorLayout.NCW, new long[]{1, 2, 4200}, 1),         // slab of 8400: lanes flushed
+                Arguments.of(TensorLayout.NCDHW, new long[]{2, 4, 3, 5, 7}, 2),    // rows of 105: a partial block
+                Arguments.of(TensorLayout.NCHW, new long[]{3, 8, 4, 4}, 8));       // instance norm, rows of 16
+    }
+
+    @ParameterizedTest(name = "{0} {1} G={2}")
+    @MethodSource("shapes")
+    void matchesDoubleReference(TensorLayout layout, long[] shape, int groups) {
+        Random random = new Random(shape.length * 17L + groups);
+        int channels = (int) shape[layout.channelAxis()];
+        double[] x = floats(gaussian(random, shapeLength(shape), 0.5, 2.0));
+        double[] gamma = floats(gaussian(random, channels, 1.0, 0.5));
+        double[] beta = floats(gaussian(random, channels, 0.0, 0.5));
+        double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
+        checkAgainstReference(layout, shape, groups, x, gamma, beta, dy, 1e-4);
+    }
+
+    @Test
+    void firstBlockFarFromTheMeanTakesTheExactSecondPass() {
+        long[] shape = {1, 4, 48, 48};
+        Random random = new Random(11);
+        double[] x = gaussian(random, shapeLength(shape), 1e3, 0.05);
+        // The first 256 values (the first block, whose mean is the shift) sit 40 std above the other 8960: the shift
+        // is then about 6 std from the slab's mean, past the limit, so the moments are taken again around the mean.
+        for (int i = 0; i < 256; i++) {
+            x[i] += 2.0;
+        }
+        x = floats(x);
+        double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
+        double[] beta = floats(gaussian(random, 4, 0.0, 0.5));
+        double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
+        checkAgainstReference(TensorLayout.NCHW, shape, 1, x, gamma, beta, dy, 1e-4);
+    }
+
+    @Test
+    void meanFarLargerThanStdStaysAccurate() {
+        long[] shape = {2, 4, 8, 8};
+        Random random = new Random(5);
+        double[] x = floats(gaussian(random, shapeLength(shape), -3e4, 1.0));
+        double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
+        double[] beta = floats(gaussian(random, 4, 0.0, 0.5));
+        double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
+        checkAgainstReference(TensorLayout.NCHW, shape, 2, x, gamma, beta, dy, 2e-3);
+    }
+
+    private static void checkAgainstReference(TensorLayout layout, long[] shape, int groups, double[] x,
+                                              double[] gamma, double[] beta, double[] dy, double tolerance) {
+        double eps = 1e-5;
+        int channels = (int) shape[layout.channelAxis()];
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().nIn(channels).groups(groups)
+                .eps(eps).dataFormat(layout).build(), DataType.FLOAT, Engine.KERNEL)
+                .withParams(Nd4j.createFromArray(gamma), Nd4j.createFromArray(beta));
+        INDArray y = gn.forward(Nd4j.createFromArray(x).reshape(shape).castTo(DataType.FLOAT));
+        Pair<Gradient, INDArray> grads = gn.backward(Nd4j.createFromArray(dy).reshape(shape).castTo(DataType.FLOAT));
+
+        assertClose(ReferenceGroupNorm.forward(x, shape, layout, groups, eps, gamma, beta, null), y, tolerance);
+        double[] dx = ReferenceGroupNorm.inputGradient(x, shape, layout, groups, eps, gamma, beta, null, dy);
+        assertClose(dx, grads.getSecond(), tolerance * scale(dx));
+        double[] dGamma = ReferenceGroupNorm.gammaGradient(x, shape, layout, groups, eps, gamma, beta, null, dy);
+        assertClose(dGamma, grads.getFirst().getGradientFor("gamma"), tolerance * scale(dGamma));
+        assertClose(betaGradient(layout, shape, dy), grads.getFirst().getGradientFor("beta"),
+                tolerance * scale(dy) * Math.sqrt(x.length));
+    }
+
+    /** dbeta_c = sum of dy over every example and position of channel c. */
+    private static double[] betaGradient(TensorLayout layout, long[] shape, double[] dy) {
+        int channels = (int) shape[layout.channelAxis()];
+        int positions = (int) layout.spatialSize(shape);
+        double[] grad = new double[channels];
+        for (int n = 0; n < shape[0]; n++) {
+            for (int c = 0; c < channels; c++) {
+                for (int p = 0; p < positions; p++) {
+                    grad[c] += dy[ReferenceGroupNorm.offset(layout, n, c, p, channels, positions)];
+                }
+            }
+        }
+        return grad;
+    }
+
+    /** The largest magnitude in the array (at least 1): tolerances are relative to it. */
+    private static double scale(double[] values) {
+        double max = 1;
+        for (double v : values) {
+            max = Math.max(max, Math.abs(v));
+        }
+        return max;
+    }
+
+    private static double[] floats(double[] values) {
+        double[] rounded = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            rounded[i] = (float) values[i];
+        }
+        return rounded;
+    }
+}
