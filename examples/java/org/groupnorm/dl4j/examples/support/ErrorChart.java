@@ -26,6 +26,7 @@ public final class ErrorChart {
         CategoryChart chart = new CategoryChartBuilder().width(720).height(480).title(title)
                 .xAxisTitle("batch size (images per worker)").yAxisTitle("test error (%)").build();
         chart.getStyler().setDefaultSeriesRenderStyle(CategorySeries.CategorySeriesRenderStyle.Line);
+        chart.getStyler().setOverlapped(true);   // both lines on the category centres, not side by side
         chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNW);
         chart.getStyler().setYAxisDecimalPattern("0.0");
         List<String> batches = new ArrayList<>();

@@ -69,6 +69,22 @@ public final class ResultsTable {
         }
     }
 
+    /** Reads a file {@link #writeCsv} wrote (to redraw a chart or compare runs). */
+    public static ResultsTable readCsv(Path file) throws IOException {
+        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        if (lines.isEmpty() || !lines.get(0).equals(CSV_HEADER)) {
+            throw new IOException(file + ": expected the header " + CSV_HEADER);
+        }
+        ResultsTable results = new ResultsTable();
+        for (String line : lines.subList(1, lines.size())) {
+            String[] f = line.split(",");
+            results.add(new RunResult(f[0], Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]),
+                    Integer.parseInt(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]) / 100,
+                    Double.parseDouble(f[7]), Double.parseDouble(f[8]), Double.parseDouble(f[9])));
+        }
+        return results;
+    }
+
     private static String percent(Optional<RunResult> run) {
         return run.map(r -> String.format(Locale.ROOT, "%.2f", 100 * r.testError())).orElse("-");
     }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -51,6 +52,16 @@ class FashionMnistTest {
         assertArrayEquals(new double[]{5, 5, 5, 5, 5, 5, 5, 5, 5, 5}, few.getLabels().sum(0).toDoubleVector(), 0.0);
         // The first example of the subset is the first of the whole set, whatever its class.
         assertEquals(data.train(0).getFeatures().slice(0), few.getFeatures().slice(0));
+    }
+
+    @Test
+    void embeddedSubsetIsTheFirstImagesOfEachClassOfTheFullSet() {
+        Path full = Paths.get(FashionMnist.SYSTEM_FOLDER);
+        assumeTrue(Files.isDirectory(full), "needs Debian's dataset-fashion-mnist package");
+        FashionMnist subset = FashionMnist.locate(EMBEDDED);
+        FashionMnist original = FashionMnist.locate(full);
+        assertEquals(original.train(1000).getFeatures(), subset.train(0).getFeatures());
+        assertEquals(original.test(200).getLabels(), subset.test(0).getLabels());
     }
 
     @Test

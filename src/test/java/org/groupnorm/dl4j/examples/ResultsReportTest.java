@@ -54,6 +54,7 @@ class ResultsReportTest {
         assertEquals(2, Integer.parseInt(first[1]));
         assertEquals(0.00625, Double.parseDouble(first[2]), 1e-12);
         assertEquals(34.70, Double.parseDouble(first[List.of(header).indexOf("test_error_percent")]), 1e-9);
+        assertEquals(sample().format(), ResultsTable.readCsv(csv).format());
     }
 
     @Test
