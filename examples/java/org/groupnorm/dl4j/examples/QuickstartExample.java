@@ -20,6 +20,7 @@ import org.deeplearning4j.nn.weights.WeightInit;
 import org.deeplearning4j.util.ModelSerializer;
 import org.groupnorm.dl4j.GroupNormalization;
 import org.groupnorm.dl4j.examples.support.FashionMnist;
+import org.groupnorm.dl4j.examples.support.IdxFile;
 import org.nd4j.evaluation.classification.Evaluation;
 import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -43,10 +44,20 @@ public class QuickstartExample {
     private static final long SEED = 42;
 
     public static void main(String[] args) throws IOException {
-        // 1. Load data: Debian's full Fashion-MNIST if installed, else the subset shipped in the repository.
-        FashionMnist data = FashionMnist.locate(args.length > 0 ? Paths.get(args[0]) : null);
-        DataSet train = data.train(TRAIN_PER_CLASS);
-        DataSet test = data.test(TEST_PER_CLASS);
+        // 1. Load data: a folder given as argument, else Debian's full Fashion-MNIST if installed, else the subset
+        //    shipped in the repository.
+        DataSet train;
+        DataSet test;
+        FashionMnist data;
+        try {
+            data = FashionMnist.locate(args.length > 0 ? Paths.get(args[0]) : null);
+            train = data.train(TRAIN_PER_CLASS);
+            test = data.test(TEST_PER_CLASS);
+        } catch (IdxFile.DataFileException e) {
+            System.err.println("Cannot read Fashion-MNIST: " + e.getMessage());   // names the file and the problem
+            System.exit(1);
+            return;
+        }
         System.out.printf("Fashion-MNIST from %s: %d training, %d test images%n", data.folder(),
                 train.numExamples(), test.numExamples());
 

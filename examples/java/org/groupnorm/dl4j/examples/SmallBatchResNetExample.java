@@ -10,6 +10,7 @@ import java.util.Random;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.groupnorm.dl4j.examples.support.ErrorChart;
 import org.groupnorm.dl4j.examples.support.FashionMnist;
+import org.groupnorm.dl4j.examples.support.IdxFile;
 import org.groupnorm.dl4j.examples.support.Progress;
 import org.groupnorm.dl4j.examples.support.ResultsTable;
 import org.groupnorm.dl4j.examples.support.RunResult;
@@ -35,6 +36,12 @@ public class SmallBatchResNetExample {
     static final double BASE_LEARNING_RATE = 0.1;
     static final int BASE_BATCH = 32;
     private static final int EVAL_BATCH = 500;
+    /**
+     * ND4J's CPU backend frees arrays made outside workspaces (minibatches, DL4J BatchNorm's temporaries) only when
+     * the garbage collector finds them, and with little on-heap garbage it rarely runs: the process then grows by GBs
+     * of native memory. A collection this often keeps it near 600 MB, at no measurable cost in speed.
+     */
+    private static final long GC_INTERVAL_NANOS = 5_000_000_000L;
 
     public static void main(String[] args) throws IOException {
         ExperimentOptions options;
@@ -49,7 +56,12 @@ public class SmallBatchResNetExample {
             System.out.println(ExperimentOptions.USAGE);
             return;
         }
-        run(options, System.out);
+        try {
+            run(options, System.out);
+        } catch (IdxFile.DataFileException e) {
+            System.err.println("Cannot read Fashion-MNIST: " + e.getMessage());   // names the file and the problem
+            System.exit(1);
+        }
     }
 
     /** Runs every (batch size, norm) pair and writes the table, CSV and chart; returns the results. */
@@ -108,6 +120,7 @@ public class SmallBatchResNetExample {
         INDArray labels = train.getLabels();
         long[] imageShape = train.getFeatures().shape();
         long start = System.nanoTime();
+        long lastCollection = start;
         double epochLoss = Double.NaN;
         for (int epoch = 0; epoch < options.epochs(); epoch++) {
             // The same example order for both norms at a batch size: a permutation from the seed and the epoch.
@@ -122,6 +135,10 @@ public class SmallBatchResNetExample {
                 lossSum += net.score();
                 progress.update(epoch + 1, options.epochs(), (long) (epoch * steps + step + 1) * batchSize,
                         lossSum / (step + 1));
+                if (System.nanoTime() - lastCollection > GC_INTERVAL_NANOS) {
+                    System.gc();
+                    lastCollection = System.nanoTime();
+                }
             }
             epochLoss = lossSum / steps;
             net.incrementEpochCount();
