@@ -43,4 +43,19 @@ class SmallBatchResNetSmokeTest {
         assertEquals(5, Files.readAllLines(out.resolve("results.csv")).size());
         assertTrue(Files.size(out.resolve("results.png")) > 1000);
     }
+
+    @Test
+    void sameSeedGivesTheSameResults() throws IOException {
+        String[] args = {"--data", FashionMnist.EMBEDDED_FOLDER, "--train-per-class", "8", "--test-per-class", "5",
+                "--epochs", "1", "--batch-sizes", "4", "--out", out.toString(), "--seed", "3"};
+        PrintStream quiet = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
+        ResultsTable first = SmallBatchResNetExample.run(ExperimentOptions.parse(args), quiet);
+        ResultsTable second = SmallBatchResNetExample.run(ExperimentOptions.parse(args), quiet);
+        for (int i = 0; i < first.runs().size(); i++) {
+            RunResult a = first.runs().get(i);
+            RunResult b = second.runs().get(i);
+            assertEquals(a.testError(), b.testError(), 0.0, a.norm());
+            assertEquals(a.finalTrainLoss(), b.finalTrainLoss(), 0.0, a.norm());
+        }
+    }
 }
