@@ -11,8 +11,11 @@ import torch
 
 
 def median_ms(fn, iterations):
-    for _ in range(10):
+    warmup_end = time.perf_counter() + 1.0
+    for i in range(1000):
         fn()
+        if i >= 10 and time.perf_counter() > warmup_end:
+            break
     times = []
     for _ in range(iterations):
         start = time.perf_counter()

@@ -20,6 +20,7 @@ import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.groupnorm.dl4j.GroupNormalization;
 import org.groupnorm.dl4j.TensorLayout;
+import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.groupnorm.dl4j.runtime.GroupNormalizationLayer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
@@ -37,7 +38,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * them: with DL4J workspaces (activations, working memory, gradients), after warm-up, median of many iterations.
  *
  * <pre>OMP_NUM_THREADS=2 mvn -q compile exec:java -Dexec.mainClass=org.groupnorm.dl4j.bench.GroupNormBenchmark</pre>
- * Options (system properties): {@code -Dbench.shapes=8,64,56,56,32;2,16,8,8,4} (N,C,H,W,G), {@code -Dbench.iterations=30},
+ * Options (system properties): {@code -Dbench.shapes=8,64,56,56,32;2,16,8,8,4} (N,C,H,W,G), {@code -Dbench.iterations=100},
  * {@code -Dbench.python=/usr/bin/python3}, {@code -Dbench.samediff=false} (skips the slow SameDiff-engine column).
  */
 public class GroupNormBenchmark {
@@ -52,15 +53,22 @@ public class GroupNormBenchmark {
 
     public static void main(String[] args) throws Exception {
         String[] shapes = System.getProperty("bench.shapes", DEFAULT_SHAPES).split(";");
-        int iterations = Integer.getInteger("bench.iterations", 30);
+        int iterations = Integer.getInteger("bench.iterations", 100);
         boolean withSameDiff = Boolean.parseBoolean(System.getProperty("bench.samediff", "true"));
         int threads = Nd4j.getEnvironment().maxMasterThreads();
         System.out.printf("threads (ND4J/OMP): %d, float32, median of %d after >= %d warm-up calls and %.0f s "
-                + "(spread = IQR)%n", threads, iterations, WARMUP, WARMUP_SECONDS);
+                + "(spread = IQR); CPU kernel loops: %s%n", threads, iterations, WARMUP, WARMUP_SECONDS,
+                GroupNormKernel.usesVectorApi() ? "Vector API" : "plain Java (no --add-modules jdk.incubator.vector)");
         Map<String, double[]> torch = torchTimings(shapes, threads, iterations);
         // Pass 1: the GroupNorm kernel and the floor for every shape. Pass 2: the slow columns (SameDiff engine,
         // DL4J BatchNorm), whose garbage and JIT activity would otherwise disturb the fast measurements.
         Map<String, String[]> rows = new LinkedHashMap<>();
+        for (String spec : shapes) {
+            // Every shape once before any is measured: HotSpot then compiles the kernel for all of them up front,
+            // instead of recompiling it in the middle of a later shape's measurement.
+            Shape shape = Shape.parse(spec);
+            time(1, () -> run(shape.groupNorm(), shape.x, shape.dy));
+        }
         for (String spec : shapes) {
             Shape shape = Shape.parse(spec);
             GroupNormalizationLayer gn = shape.groupNorm();

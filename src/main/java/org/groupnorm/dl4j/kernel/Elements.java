@@ -37,7 +37,8 @@ abstract class Elements {
         return bytes(array).asFloatBuffer();
     }
 
-    private static ByteBuffer bytes(INDArray array) {
+    /** The bytes of a c-contiguous array in host memory, in native order, as a buffer over that memory (no copy). */
+    static ByteBuffer bytes(INDArray array) {
         Pointer first = array.data().addressPointer();   // already at the array's first element
         long bytes = array.length() * array.dataType().width();
         return new BytePointer(first).capacity(bytes).limit(bytes).asByteBuffer().order(ByteOrder.nativeOrder());

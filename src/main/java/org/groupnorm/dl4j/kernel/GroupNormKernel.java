@@ -1,6 +1,5 @@
 package org.groupnorm.dl4j.kernel;
 
-import java.nio.FloatBuffer;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.shape.Shape;
@@ -13,8 +12,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * <p>The unit of work is one (example, group) slab; slabs run in parallel ({@link Parallel}). Backward reuses the
  * forward's mean and 1/std instead of recomputing them. Two slab implementations share that frame:
  * <ul>
- *   <li>{@link FloatRows}, for float32 channels-first input without a mask (the case networks run): streamed in
- *   small blocks with SIMD-friendly loops, one-pass moments with a shift;</li>
+ *   <li>{@link FloatRows}, for float32 channels-first input without a mask (the case networks run): one-pass
+ *   moments with a shift, SIMD loops (Vector API when the JVM enables it, else loops HotSpot vectorizes);</li>
  *   <li>the general path here, for every other case (channels-last, masks, float64, very short rows): the slab is
  *   read once into a {@code double[]} buffer that stays in cache, the statistics take two passes over that buffer (a
  *   shifted sum for the mean, then the sum of squared deviations), and the output is written in one pass. All
@@ -29,9 +28,18 @@ public final class GroupNormKernel {
     private GroupNormKernel() {
     }
 
-    /** True on the CPU backend for FLOAT/DOUBLE arrays small enough for int indexing. */
+    /**
+     * True on the CPU backend for FLOAT/DOUBLE arrays under 2 GiB: the kernel reads host memory through
+     * {@link java.nio.ByteBuffer}s, which are int-indexed by byte.
+     */
     public static boolean supports(INDArray x) {
-        return Nd4j.getEnvironment().isCPU() && Elements.supports(x.dataType()) && x.length() < Integer.MAX_VALUE;
+        return Nd4j.getEnvironment().isCPU() && Elements.supports(x.dataType())
+                && x.length() * x.dataType().width() <= Integer.MAX_VALUE;
+    }
+
+    /** Whether float32 channels-first calls run on the Vector API's SIMD loops (see {@link FloatRows}). */
+    public static boolean usesVectorApi() {
+        return FloatRows.usesVectorApi();
     }
 
     /** True when the kernel can address the array where it is (else the caller passes a c-order copy). */
@@ -53,10 +61,7 @@ public final class GroupNormKernel {
         Geometry geo = new Geometry(x.shape(), layout, groups);
         stats.resize(geo.examples * groups);
         if (FloatRows.applies(x, layout, mask)) {
-            FloatBuffer in = Elements.floats(x);
-            FloatBuffer out = Elements.floats(y);
-            Parallel.forEach(geo.examples * groups, x.length(),
-                    unit -> FloatRows.forward(in, out, unit, groups, geo, gamma, beta, eps, stats));
+            FloatRows.forward(x, y, groups, geo, gamma, beta, eps, stats);
         } else {
             Elements in = Elements.of(x);
             Elements out = Elements.of(y);
@@ -114,11 +119,7 @@ public final class GroupNormKernel {
         double[] sumDy = new double[geo.examples * channels];
         double[] sumDyCentered = new double[geo.examples * channels];
         if (FloatRows.applies(x, layout, mask)) {
-            FloatBuffer in = Elements.floats(x);
-            FloatBuffer gradOut = Elements.floats(dy);
-            FloatBuffer gradIn = Elements.floats(dx);
-            Parallel.forEach(geo.examples * groups, x.length(), unit -> FloatRows.backward(in, gradOut, gradIn,
-                    unit, groups, geo, gamma, stats, sumDy, sumDyCentered));
+            FloatRows.backward(x, dy, dx, groups, geo, gamma, stats, sumDy, sumDyCentered);
         } else {
             Elements in = Elements.of(x);
             Elements gradOut = Elements.of(dy);

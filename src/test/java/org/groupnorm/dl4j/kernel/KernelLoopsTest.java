@@ -1,0 +1,106 @@
+package org.groupnorm.dl4j.kernel;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.nio.Buffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * The float32 path's loops against plain double arithmetic, for every implementation this JVM can load: the plain
+ * Java loops always, the Vector API loops when the JVM was started with {@code --add-modules jdk.incubator.vector}
+ * (Maven runs this class both ways). Lengths cover runs shorter than a SIMD step, whole steps plus tails, and runs long
+ * enough for the float partial sums to be flushed into double many times; runs start at offsets that are not
+ * multiples of a vector.
+ */
+class KernelLoopsTest {
+
+    private static final int[] LENGTHS = {1, 7, 16, 31, 32, 33, 100, 256, 257, 1000, 40_000};
+    private static final int[] OFFSETS = {0, 3};
+    private static final float MEAN = 2.5f;
+
+    private static final boolean VECTOR_MODULE = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+
+    static Stream<Arguments> loops() {
+        List<Arguments> loops = new ArrayList<>();
+        loops.add(Arguments.of("plain Java", new BlockLoops()));
+        if (VECTOR_MODULE) {
+            loops.add(Arguments.of("Vector API", new VectorLoops()));
+        }
+        return loops.stream();
+    }
+
+    @Test
+    void kernelUsesTheVectorApiExactlyWhenTheJvmHasTheModule() {
+        assertEquals(VECTOR_MODULE, GroupNormKernel.usesVectorApi());
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void everyLoopMatchesDoubleArithmetic(String name, FloatLoops<B> loops) {
+        Random random = new Random(3);
+        int size = 40_010;
+        float[] x = values(random, size, MEAN, 1.5);
+        float[] dy = values(random, size, 0, 1);
+        INDArray xArray = Nd4j.createFromArray(x);
+        INDArray dyArray = Nd4j.createFromArray(dy);
+        INDArray outArray = Nd4j.createFromArray(new float[size]);
+        B xs = loops.view(xArray);
+        B dys = loops.view(dyArray);
+        B out = loops.view(outArray);
+        FloatLoops.Sums sums = new FloatLoops.Sums();
+        float scale = 0.7f;
+        float offset = -0.3f;
+        for (int length : LENGTHS) {
+            for (int from : OFFSETS) {
+                String where = name + ", [" + from + ", " + (from + length) + ")";
+                double sum = 0;
+                double squares = 0;
+                double dySum = 0;
+                double products = 0;
+                for (int i = from; i < from + length; i++) {
+                    double d = (double) x[i] - MEAN;
+                    sum += d;
+                    squares += d * d;
+                    dySum += dy[i];
+                    products += dy[i] * d;
+                }
+                loops.moments(xs, from, length, MEAN, sums);
+                assertEquals(sum, sums.plain, 1e-5 * length, where + ": sum of x - shift");
+                assertEquals(squares, sums.weighted, 1e-5 * squares, where + ": sum of (x - shift)^2");
+                loops.gradientSums(xs, dys, from, length, MEAN, sums);
+                assertEquals(dySum, sums.plain, 1e-5 * length, where + ": sum of dy");
+                assertEquals(products, sums.weighted, 1e-5 * length, where + ": sum of dy (x - mean)");
+
+                outArray.assign(0);
+                loops.normalize(xs, out, from, length, MEAN, scale, offset);
+                for (int i = from; i < from + length; i++) {
+                    assertEquals(((double) x[i] - MEAN) * scale + offset, outArray.getDouble(i), 1e-5, where);
+                }
+                loops.inputGradient(xs, dys, out, from, length, MEAN, scale, 1.3f, offset);
+                for (int i = from; i < from + length; i++) {
+                    double expected = scale * (double) dy[i] + 1.3 * ((double) x[i] - MEAN) + offset;
+                    assertEquals(expected, outArray.getDouble(i), 1e-5, where);
+                }
+                assertEquals(0.0, outArray.getDouble(from + length), where + ": wrote past the run");
+                assertEquals(0.0, outArray.getDouble(from == 0 ? size - 1 : from - 1), where + ": wrote before it");
+            }
+        }
+    }
+
+    private static float[] values(Random random, int size, double mean, double std) {
+        float[] values = new float[size];
+        for (int i = 0; i < size; i++) {
+            values[i] = (float) (mean + std * random.nextGaussian());
+        }
+        return values;
+    }
+}
