@@ -42,9 +42,13 @@ public final class GroupNormKernel {
         return FloatRows.usesVectorApi();
     }
 
-    /** True when the kernel can address the array where it is (else the caller passes a c-order copy). */
+    /**
+     * True when the kernel can address the array where it is (else the caller passes a c-order copy): its elements
+     * are contiguous in c order. A vector's order flag does not matter (DL4J's parameter views are 'f' vectors).
+     */
     public static boolean isDirectlyAddressable(INDArray array) {
-        return array.ordering() == 'c' && Shape.hasDefaultStridesForShape(array) && array.elementWiseStride() == 1;
+        boolean cOrder = array.ordering() == 'c' || array.rank() <= 1;
+        return cOrder && Shape.hasDefaultStridesForShape(array) && array.elementWiseStride() == 1;
     }
 
     /**
