@@ -35,11 +35,13 @@ import org.nd4j.linalg.factory.Nd4j;
 /**
  * Steady-state timings of GroupNorm (this library, both engines) against DL4J's BatchNormalization, a one-pass
  * memory floor, and PyTorch's CPU kernels when python3 with torch is available. Layers run the way a network runs
- * them: with DL4J workspaces (activations, working memory, gradients), after warm-up, median of many iterations.
+ * them: with DL4J workspaces (activations, working memory, gradients), after warm-up, median of many iterations, in
+ * rounds that alternate with torch; ratios are given as the median over rounds with the lowest and highest.
  *
  * <pre>OMP_NUM_THREADS=2 mvn -q compile exec:java -Dexec.mainClass=org.groupnorm.dl4j.bench.GroupNormBenchmark</pre>
  * Options (system properties): {@code -Dbench.shapes=8,64,56,56,32;2,16,8,8,4} (N,C,H,W,G), {@code -Dbench.iterations=100},
- * {@code -Dbench.python=/usr/bin/python3}, {@code -Dbench.samediff=false} (skips the slow SameDiff-engine column).
+ * {@code -Dbench.rounds=3}, {@code -Dbench.python=/usr/bin/python3}, {@code -Dbench.samediff=false} (skips the slow
+ * SameDiff-engine column).
  */
 public class GroupNormBenchmark {
 
@@ -54,60 +56,78 @@ public class GroupNormBenchmark {
     public static void main(String[] args) throws Exception {
         String[] shapes = System.getProperty("bench.shapes", DEFAULT_SHAPES).split(";");
         int iterations = Integer.getInteger("bench.iterations", 100);
+        int rounds = Integer.getInteger("bench.rounds", 3);
         boolean withSameDiff = Boolean.parseBoolean(System.getProperty("bench.samediff", "true"));
         int threads = Nd4j.getEnvironment().maxMasterThreads();
-        System.out.printf("threads (ND4J/OMP): %d, float32, median of %d after >= %d warm-up calls and %.0f s "
-                + "(spread = IQR); CPU kernel loops: %s%n", threads, iterations, WARMUP, WARMUP_SECONDS,
+        System.out.printf("threads (ND4J/OMP): %d, float32; per round the median of %d calls after warm-up; %d rounds "
+                + "(torch, then this library, each round); CPU kernel loops: %s%n", threads, iterations, rounds,
                 GroupNormKernel.usesVectorApi() ? "Vector API" : "plain Java (no --add-modules jdk.incubator.vector)");
-        Map<String, double[]> torch = torchTimings(shapes, threads, iterations);
-        // Pass 1: the GroupNorm kernel and the floor for every shape. Pass 2: the slow columns (SameDiff engine,
-        // DL4J BatchNorm), whose garbage and JIT activity would otherwise disturb the fast measurements.
-        Map<String, String[]> rows = new LinkedHashMap<>();
         for (String spec : shapes) {
             // Every shape once before any is measured: HotSpot then compiles the kernel for all of them up front,
             // instead of recompiling it in the middle of a later shape's measurement.
             Shape shape = Shape.parse(spec);
-            time(1, () -> run(shape.groupNorm(), shape.x, shape.dy));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(), shape.x, shape.dy));
         }
-        for (String spec : shapes) {
-            Shape shape = Shape.parse(spec);
-            GroupNormalizationLayer gn = shape.groupNorm();
-            Stats fwd = time(iterations, () -> run(gn, shape.x, null));
-            Stats fwdBwd = time(iterations, () -> run(gn, shape.x, shape.dy));
-            Stats floor = time(iterations, () -> shape.x.addi(0.0f));   // one read + one write of the tensor
-            Allocations allocations = Allocations.perIteration(() -> run(gn, shape.x, shape.dy));
-            double[] t = torch.get(spec);
-            rows.put(spec, new String[]{fwd.toString(), fwdBwd.toString(), null, null, floor.toString(),
-                    t == null ? "-" : String.format("%.2fx", fwd.median / t[0]),
-                    t == null ? "-" : String.format("%.2fx", fwdBwd.median / t[1]), allocations.toString()});
+        // The fast columns and torch alternate in rounds: this machine's speed drifts over minutes (shared host), and
+        // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
+        // once at the end: their garbage and JIT activity would disturb the fast measurements.
+        Map<String, List<double[]>> measured = new LinkedHashMap<>();   // per shape, per round: GN fwd, f+b, floor
+        Map<String, List<double[]>> torch = new LinkedHashMap<>();      // per shape, per round: fwd, f+b, BN f+b
+        Map<String, Allocations> allocations = new HashMap<>();
+        for (int round = 0; round < rounds; round++) {
+            torchTimings(shapes, threads, iterations, round == 0).forEach(
+                    (spec, t) -> torch.computeIfAbsent(spec, k -> new ArrayList<>()).add(t));
+            for (String spec : shapes) {
+                Shape shape = Shape.parse(spec);
+                GroupNormalizationLayer gn = shape.groupNorm();
+                double fwd = time(iterations, 1, () -> run(gn, shape.x, null));
+                double fwdBwd = time(iterations, 1, () -> run(gn, shape.x, shape.dy));
+                double floor = time(iterations, 1, () -> shape.x.addi(0.0f));  // one read + one write
+                measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor});
+                allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
+            }
         }
+        System.out.printf("%-16s %9s %9s %12s %10s %8s %17s %17s %8s%n", "N,C,H,W,G", "GN fwd", "GN f+b",
+                "SameDiff f+b", "DL4J BN", "floor", "fwd/torch", "f+b/torch", "torch BN");
         for (String spec : shapes) {
             Shape shape = Shape.parse(spec);
             GroupNormalizationLayer gn = shape.groupNorm();
             gn.setEngine(GroupNormalizationLayer.Engine.SAMEDIFF);
-            Object sameDiff = withSameDiff ? time(Math.max(5, iterations / 3), () -> run(gn, shape.x, shape.dy))
-                    : "-";
+            int slowIterations = Math.max(5, iterations / 10);
+            String sameDiff = withSameDiff ? String.format("%.1f",
+                    time(slowIterations, WARMUP_SECONDS, () -> run(gn, shape.x, shape.dy))) : "-";
             Layer bn = instantiate(new BatchNormalization.Builder().nIn(shape.channels).nOut(shape.channels).build());
-            Stats bnFwdBwd = time(Math.max(5, iterations / 3), () -> run(bn, shape.x, shape.dy));
+            double bnFwdBwd = time(slowIterations, WARMUP_SECONDS, () -> run(bn, shape.x, shape.dy));
             Allocations bnAllocations = Allocations.perIteration(() -> run(bn, shape.x, shape.dy));
-            String[] row = rows.get(spec);
-            row[2] = sameDiff.toString();
-            row[3] = bnFwdBwd.toString();
-            row[7] += "; DL4J BN " + bnAllocations;
+            List<double[]> ours = measured.get(spec);
+            List<double[]> theirs = torch.get(spec);
+            System.out.printf("%-16s %9.3f %9.3f %12s %10.1f %8.3f %17s %17s %8s%n", spec, median(ours, 0),
+                    median(ours, 1), sameDiff, bnFwdBwd, median(ours, 2), ratios(ours, theirs, 0),
+                    ratios(ours, theirs, 1), theirs == null ? "-" : String.format("%.3f", median(theirs, 2)));
+            System.out.printf("%-16s torch GN fwd %s ms, f+b %s ms; allocations per fwd+bwd outside workspaces: GN %s;"
+                    + " DL4J BN %s%n", "", theirs == null ? "-" : String.format("%.3f", median(theirs, 0)),
+                    theirs == null ? "-" : String.format("%.3f", median(theirs, 1)), allocations.get(spec),
+                    bnAllocations);
         }
-        System.out.printf("%-16s %18s %18s %18s %18s %14s %9s %9s%n", "N,C,H,W,G", "GN fwd ms",
-                "GN fwd+bwd ms", "GN(SameDiff) f+b", "DL4J BN f+b ms", "floor ms", "fwd/torch", "f+b/torch");
-        for (String spec : shapes) {
-            String[] row = rows.get(spec);
-            System.out.printf("%-16s %18s %18s %18s %18s %14s %9s %9s%n", spec, row[0], row[1], row[2], row[3],
-                    row[4], row[5], row[6]);
-            System.out.printf("%-16s allocations per fwd+bwd outside workspaces: GN %s%n", "", row[7]);
-            double[] t = torch.get(spec);
-            if (t != null) {
-                System.out.printf("%-16s torch: GN fwd %.3f ms, GN fwd+bwd %.3f ms, BN fwd+bwd %.3f ms%n", "", t[0],
-                        t[1], t[2]);
-            }
+    }
+
+    /** The median over rounds of column {@code column}. */
+    private static double median(List<double[]> rounds, int column) {
+        double[] values = rounds.stream().mapToDouble(r -> r[column]).sorted().toArray();
+        return values[values.length / 2];
+    }
+
+    /** Our time / torch's per round: "median [lowest-highest]". */
+    private static String ratios(List<double[]> ours, List<double[]> theirs, int column) {
+        if (theirs == null) {
+            return "-";
         }
+        double[] r = new double[Math.min(ours.size(), theirs.size())];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = ours.get(i)[column] / theirs.get(i)[column];
+        }
+        Arrays.sort(r);
+        return String.format("%.2fx [%.2f-%.2f]", r[r.length / 2], r[0], r[r.length - 1]);
     }
 
     /** One benchmark shape (N,C,H,W,G) with random input and output gradient. */
@@ -203,17 +223,10 @@ public class GroupNormBenchmark {
         }
     }
 
-    /** Median and interquartile range in ms. */
-    private record Stats(double median, double iqr) {
-        @Override
-        public String toString() {
-            return String.format("%.3f (+-%.3f)", median, iqr / 2);
-        }
-    }
-
-    private static Stats time(int iterations, Runnable body) {
+    /** The median ms of {@code body} over {@code iterations} calls after at least {@link #WARMUP} calls and {@code warmupSeconds}. */
+    private static double time(int iterations, double warmupSeconds, Runnable body) {
         long warmupStart = System.nanoTime();
-        for (int i = 0; i < WARMUP || System.nanoTime() - warmupStart < WARMUP_SECONDS * 1e9; i++) {
+        for (int i = 0; i < WARMUP || System.nanoTime() - warmupStart < warmupSeconds * 1e9; i++) {
             body.run();
             if (i % 100 == 99) {
                 // ND4J frees arrays allocated outside workspaces (DL4J BatchNorm, the SameDiff engine) only when the
@@ -229,11 +242,12 @@ public class GroupNormBenchmark {
             ms[i] = (System.nanoTime() - start) / 1e6;
         }
         Arrays.sort(ms);
-        return new Stats(ms[iterations / 2], ms[iterations * 3 / 4] - ms[iterations / 4]);
+        return ms[iterations / 2];
     }
 
     /** Runs benchmarks/torch_groupnorm.py with the same threads and shapes; empty when no python has torch. */
-    private static Map<String, double[]> torchTimings(String[] shapes, int threads, int iterations) {
+    private static Map<String, double[]> torchTimings(String[] shapes, int threads, int iterations,
+                                                     boolean announce) {
         Map<String, double[]> result = new HashMap<>();
         File script = new File("benchmarks/torch_groupnorm.py");
         for (String python : new String[]{System.getProperty("bench.python", "python3"), "/usr/bin/python3"}) {
@@ -253,7 +267,9 @@ public class GroupNormBenchmark {
                     }
                 }
                 if (process.waitFor() == 0 && !result.isEmpty()) {
-                    System.out.println("torch reference: " + python + " " + script);
+                    if (announce) {
+                        System.out.println("torch reference: " + python + " " + script);
+                    }
                     return result;
                 }
                 result.clear();
@@ -261,7 +277,9 @@ public class GroupNormBenchmark {
                 result.clear();
             }
         }
-        System.out.println("torch reference: not available (apt-get install python3-torch to compare)");
+        if (announce) {
+            System.out.println("torch reference: not available (apt-get install python3-torch to compare)");
+        }
         return result;
     }
 }

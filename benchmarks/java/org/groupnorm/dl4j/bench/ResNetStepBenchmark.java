@@ -4,6 +4,7 @@ import java.util.Arrays;
 import java.util.Locale;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
+import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
@@ -19,25 +20,37 @@ import org.nd4j.linalg.factory.Nd4j;
  */
 public class ResNetStepBenchmark {
 
+    private static final SmallResNet.Norm[] NORMS = {SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP,
+            SmallResNet.Norm.NONE};
+
     public static void main(String[] args) {
         int[] batchSizes = Arrays.stream(System.getProperty("bench.batchSizes", "2,4,16,32").split(","))
                 .mapToInt(Integer::parseInt).toArray();
         int steps = Integer.getInteger("bench.steps", 40);
-        System.out.printf("threads (ND4J/OMP): %d; median ms per training step over %d steps after %d warm-up%n",
-                Nd4j.getEnvironment().maxMasterThreads(), steps, steps);
+        System.out.printf("threads (ND4J/OMP): %d; CPU kernel loops: %s; median ms per training step over %d steps "
+                + "after %d warm-up, the three networks' steps interleaved%n", Nd4j.getEnvironment().maxMasterThreads(),
+                GroupNormKernel.usesVectorApi() ? "Vector API" : "plain Java", steps, steps);
         System.out.printf(Locale.ROOT, "%-6s %10s %10s %10s %12s %12s%n", "batch", "BN ms", "GN ms", "none ms",
                 "BN share", "GN share");
         for (int batch : batchSizes) {
-            double bn = stepMillis(SmallResNet.Norm.BATCH, batch, steps);
-            double gn = stepMillis(SmallResNet.Norm.GROUP, batch, steps);
-            double none = stepMillis(SmallResNet.Norm.NONE, batch, steps);
+            double[] ms = stepMillis(batch, steps);
+            double bn = ms[0];
+            double gn = ms[1];
+            double none = ms[2];
             System.out.printf(Locale.ROOT, "%-6d %10.2f %10.2f %10.2f %11.0f%% %11.0f%%%n", batch, bn, gn, none,
                     100 * (bn - none) / bn, 100 * (gn - none) / gn);
         }
     }
 
-    private static double stepMillis(SmallResNet.Norm norm, int batch, int steps) {
-        ComputationGraph net = new SmallResNet().norm(norm).learningRate(0.01).build();
+    /**
+     * Median step time of each network in {@link #NORMS} order. The networks take turns step by step, so a change in
+     * this shared machine's speed affects all three alike instead of whichever ran during it.
+     */
+    private static double[] stepMillis(int batch, int steps) {
+        ComputationGraph[] nets = new ComputationGraph[NORMS.length];
+        for (int k = 0; k < NORMS.length; k++) {
+            nets[k] = new SmallResNet().norm(NORMS[k]).learningRate(0.01).build();
+        }
         Nd4j.getRandom().setSeed(1);
         INDArray x = Nd4j.rand(DataType.FLOAT, batch, 1, 28, 28);
         INDArray y = Nd4j.zeros(DataType.FLOAT, batch, 10);
@@ -46,15 +59,23 @@ public class ResNetStepBenchmark {
         }
         DataSet data = new DataSet(x, y);
         for (int i = 0; i < steps; i++) {
-            net.fit(data);
+            for (ComputationGraph net : nets) {
+                net.fit(data);
+            }
         }
-        double[] ms = new double[steps];
+        double[][] ms = new double[NORMS.length][steps];
         for (int i = 0; i < steps; i++) {
-            long start = System.nanoTime();
-            net.fit(data);
-            ms[i] = (System.nanoTime() - start) / 1e6;
+            for (int k = 0; k < nets.length; k++) {
+                long start = System.nanoTime();
+                nets[k].fit(data);
+                ms[k][i] = (System.nanoTime() - start) / 1e6;
+            }
         }
-        Arrays.sort(ms);
-        return ms[steps / 2];
+        double[] medians = new double[NORMS.length];
+        for (int k = 0; k < NORMS.length; k++) {
+            Arrays.sort(ms[k]);
+            medians[k] = ms[k][steps / 2];
+        }
+        return medians;
     }
 }
