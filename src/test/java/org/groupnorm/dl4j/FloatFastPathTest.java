@@ -18,11 +18,12 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The CPU kernel's float32 channels-first path (the one networks run: blocked, one-pass moments with a shift) against
- * {@link ReferenceGroupNorm} in double on the same float-rounded inputs. The shapes are chosen for that path (float,
- * channels first, no mask, rows of at least 16 positions) and for its edges: rows that are not a whole number of
- * blocks, slabs long enough that the float lanes are flushed into double several times, and data whose first block
- * is far from the slab's mean (the one-pass moments must then take their second, exact pass).
+ * The CPU kernel's float32 channels-first path (the one networks run: SIMD loops, one-pass moments with a shift)
+ * against {@link ReferenceGroupNorm} in double on the same float-rounded inputs, with whichever loops this JVM uses
+ * (Maven runs the class with and without the Vector API module). The shapes are chosen for that path (float,
+ * channels first, no mask, rows of at least 16 positions) and for its edges: rows that are not a whole number of SIMD
+ * steps or blocks, slabs long enough that the float partial sums are flushed into double several times, and data
+ * whose first 256 values are far from the slab's mean (the one-pass moments must then take their second, exact pass).
  */
 class FloatFastPathTest {
 
@@ -51,7 +52,7 @@ class FloatFastPathTest {
         long[] shape = {1, 4, 48, 48};
         Random random = new Random(11);
         double[] x = gaussian(random, shapeLength(shape), 1e3, 0.05);
-        // The first 256 values (the first block, whose mean is the shift) sit 40 std above the other 8960: the shift
+        // The first 256 values (whose mean is the shift) sit 40 std above the other 8960: the shift
         // is then about 6 std from the slab's mean, past the limit, so the moments are taken again around the mean.
         for (int i = 0; i < 256; i++) {
             x[i] += 2.0;
