@@ -174,7 +174,7 @@ final class FloatRows {
         }
         if (wanted) {
             LOG.info("GroupNorm CPU kernel: plain Java loops; start the JVM with --add-modules {} for SIMD loops "
-                    + "(about 2-3x faster float32 GroupNorm)", VECTOR_MODULE);
+                    + "(1.5-3.5x faster float32 GroupNorm)", VECTOR_MODULE);
         }
         return new BlockLoops();
     }

@@ -1,5 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.shape.Shape;
@@ -60,8 +61,8 @@ public final class GroupNormKernel {
      */
     public static void forward(INDArray x, INDArray gammaArray, INDArray betaArray, INDArray mask, int groups,
                                double eps, TensorLayout layout, INDArray y, GroupStats stats) {
-        double[] gamma = gammaArray == null ? null : vector(gammaArray);
-        double[] beta = betaArray == null ? null : vector(betaArray);
+        double[] gamma = gammaArray == null ? null : vector(gammaArray, Scratch.Slot.GAMMA);
+        double[] beta = betaArray == null ? null : vector(betaArray, Scratch.Slot.BETA);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         stats.resize(geo.examples * groups);
         if (FloatRows.applies(x, layout, mask)) {
@@ -115,13 +116,13 @@ public final class GroupNormKernel {
     public static void backward(INDArray x, INDArray gammaArray, INDArray mask, INDArray dy, int groups,
                                 TensorLayout layout, GroupStats stats, INDArray dx, INDArray dGammaArray,
                                 INDArray dBetaArray) {
-        double[] gamma = gammaArray == null ? null : vector(gammaArray);
+        double[] gamma = gammaArray == null ? null : vector(gammaArray, Scratch.Slot.GAMMA);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         int channels = groups * geo.perGroup;
         // Per (example, channel) sums of dy and of dy * (x - mean): each unit writes its own slots, so units can run
         // in parallel; the per-channel parameter gradients are summed over examples afterwards, in a fixed order.
-        double[] sumDy = new double[geo.examples * channels];
-        double[] sumDyCentered = new double[geo.examples * channels];
+        double[] sumDy = Scratch.doubles(Scratch.Slot.SUM_DY, geo.examples * channels);
+        double[] sumDyCentered = Scratch.doubles(Scratch.Slot.SUM_DY_CENTERED, geo.examples * channels);
         if (FloatRows.applies(x, layout, mask)) {
             FloatRows.backward(x, dy, dx, groups, geo, gamma, stats, sumDy, sumDyCentered);
         } else {
@@ -133,8 +134,10 @@ public final class GroupNormKernel {
                     groups, geo, gamma, stats, sumDy, sumDyCentered));
         }
         if (dGammaArray != null) {
-            double[] dGamma = new double[channels];
-            double[] dBeta = new double[channels];
+            double[] dGamma = Scratch.doubles(Scratch.Slot.D_GAMMA, channels);
+            double[] dBeta = Scratch.doubles(Scratch.Slot.D_BETA, channels);
+            Arrays.fill(dGamma, 0, channels, 0);
+            Arrays.fill(dBeta, 0, channels, 0);
             for (int n = 0; n < geo.examples; n++) {
                 for (int c = 0; c < channels; c++) {
                     dGamma[c] += sumDyCentered[n * channels + c] * stats.rstd[n * groups + c / geo.perGroup];
@@ -205,11 +208,12 @@ public final class GroupNormKernel {
         geo.write(gradIn, n, g, xs);
     }
 
-    /** A per-channel parameter vector as doubles. */
-    private static double[] vector(INDArray array) {
+    /** A per-channel parameter vector as doubles, in the calling thread's scratch buffer (which may be longer). */
+    private static double[] vector(INDArray array, Scratch.Slot slot) {
         INDArray contiguous = isDirectlyAddressable(array) ? array : array.dup('c');
-        double[] values = new double[(int) array.length()];
-        Elements.of(contiguous).read(0, values, 0, values.length);
+        int length = (int) array.length();
+        double[] values = Scratch.doubles(slot, length);
+        Elements.of(contiguous).read(0, values, 0, length);
         return values;
     }
 

@@ -6,7 +6,8 @@ package org.groupnorm.dl4j.kernel;
  */
 final class Scratch {
 
-    enum Slot { X, DY, WEIGHTS }
+    /** Slab buffers (X, DY, WEIGHTS: any thread running slabs) and per-call buffers (the calling thread). */
+    enum Slot { X, DY, WEIGHTS, GAMMA, BETA, SUM_DY, SUM_DY_CENTERED, D_GAMMA, D_BETA }
 
     private static final ThreadLocal<double[][]> DOUBLES =
             ThreadLocal.withInitial(() -> new double[Slot.values().length][0]);
