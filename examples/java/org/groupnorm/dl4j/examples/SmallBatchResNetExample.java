@@ -15,6 +15,7 @@ import org.groupnorm.dl4j.examples.support.Progress;
 import org.groupnorm.dl4j.examples.support.ResultsTable;
 import org.groupnorm.dl4j.examples.support.RunResult;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
+import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.nd4j.evaluation.classification.Evaluation;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
@@ -73,6 +74,10 @@ public class SmallBatchResNetExample {
         out.printf(Locale.ROOT, "Fashion-MNIST from %s%s: %d training and %d test images%n", data.folder(),
                 data.isEmbeddedSubset() ? " (the subset shipped in the repository; apt-get install "
                         + "dataset-fashion-mnist for the full 60k/10k)" : "", train.numExamples(), test.numExamples());
+        if (Nd4j.getEnvironment().isCPU()) {
+            out.println("GroupNorm CPU kernel: " + (GroupNormKernel.usesVectorApi() ? "Vector API (SIMD) loops"
+                    : "plain Java loops (start the JVM with --add-modules jdk.incubator.vector for SIMD loops)"));
+        }
         Files.createDirectories(options.outputFolder());
 
         // 2. Train and evaluate both norms at every batch size.
