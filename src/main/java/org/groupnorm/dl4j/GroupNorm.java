@@ -23,8 +23,8 @@ public final class GroupNorm {
      *
      * @param sd     the graph to add the operations to
      * @param x      input of the given layout, any minibatch and spatial size
-     * @param gamma  per-channel scale, shape [C]; null for no affine transform
-     * @param beta   per-channel shift, shape [C]; null for no affine transform
+     * @param gamma  per-channel scale, shape [C]; null for none (scale 1)
+     * @param beta   per-channel shift, shape [C]; null for none (shift 0)
      * @param groups number of channel groups G; C must be divisible by G
      * @param eps    added to the variance inside the square root, &gt; 0
      * @param layout where the channel axis of {@code x} is
@@ -44,9 +44,6 @@ public final class GroupNorm {
      */
     public static SDVariable groupNorm(SameDiff sd, SDVariable x, SDVariable gamma, SDVariable beta, SDVariable mask,
                                        int groups, double eps, TensorLayout layout) {
-        if ((gamma == null) != (beta == null)) {
-            throw new IllegalArgumentException("GroupNorm: gamma and beta are both given or both null");
-        }
         if (groups <= 0 || !(eps > 0)) {
             throw new IllegalArgumentException("GroupNorm: groups must be > 0 and eps > 0, got groups " + groups
                     + ", eps " + eps);
@@ -73,11 +70,14 @@ public final class GroupNorm {
         }
         SDVariable normalized = centered.mul(sd.math.rsqrt(variance.add(eps)));
         SDVariable y = sd.reshape(normalized, sd.shape(channelsFirst));
+        long[] perChannel = perChannelShape(layout.rank());
         if (gamma != null) {
-            long[] perChannel = perChannelShape(layout.rank());
-            y = y.mul(sd.reshape(gamma, perChannel)).add(sd.reshape(beta, perChannel));
+            y = y.mul(sd.reshape(gamma, perChannel));
+        }
+        if (beta != null) {
+            y = y.add(sd.reshape(beta, perChannel));
             if (presence != null) {
-                y = y.mul(sd.reshape(presence, sd.shape(channelsFirst)));
+                y = y.mul(sd.reshape(presence, sd.shape(channelsFirst)));   // padding outputs 0, not beta
             }
         }
         return sd.permute(y, layout.fromChannelsFirst());

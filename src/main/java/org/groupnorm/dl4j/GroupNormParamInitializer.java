@@ -1,6 +1,6 @@
 package org.groupnorm.dl4j;
 
-import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -13,7 +13,7 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * GroupNorm's parameters: {@code gamma} then {@code beta}, one value per channel, shape [C], in one flat view. A
- * layer with {@code affine(false)} has none. Neither counts as a weight or a bias, so global L1/L2 and bias
+ * layer with {@code scale(false)} has no gamma, one with {@code center(false)} no beta. Neither counts as a weight or a bias, so global L1/L2 and bias
  * settings do not reach them unless the layer opts in.
  */
 public final class GroupNormParamInitializer implements ParamInitializer {
@@ -37,13 +37,20 @@ public final class GroupNormParamInitializer implements ParamInitializer {
 
     @Override
     public long numParams(Layer layer) {
-        GroupNormalization gn = (GroupNormalization) layer;
-        return gn.isAffine() ? 2 * gn.getNIn() : 0;
+        return paramKeys(layer).size() * ((GroupNormalization) layer).getNIn();
     }
 
     @Override
     public List<String> paramKeys(Layer layer) {
-        return ((GroupNormalization) layer).isAffine() ? Arrays.asList(GAMMA, BETA) : Collections.emptyList();
+        GroupNormalization gn = (GroupNormalization) layer;
+        List<String> keys = new ArrayList<>(2);
+        if (gn.isScale()) {
+            keys.add(GAMMA);
+        }
+        if (gn.isCenter()) {
+            keys.add(BETA);
+        }
+        return keys;
     }
 
     @Override
@@ -70,8 +77,10 @@ public final class GroupNormParamInitializer implements ParamInitializer {
     public Map<String, INDArray> init(NeuralNetConfiguration conf, INDArray paramsView, boolean initializeParams) {
         GroupNormalization gn = (GroupNormalization) conf.getLayer();
         Map<String, INDArray> params = views(gn, paramsView);
-        if (initializeParams && gn.isAffine()) {
+        if (initializeParams && params.containsKey(GAMMA)) {
             params.get(GAMMA).assign(gn.getGammaInit());
+        }
+        if (initializeParams && params.containsKey(BETA)) {
             params.get(BETA).assign(gn.getBetaInit());
         }
         for (String key : params.keySet()) {
@@ -85,14 +94,14 @@ public final class GroupNormParamInitializer implements ParamInitializer {
         return views((GroupNormalization) conf.getLayer(), gradientView);
     }
 
-    /** gamma and beta as views of the flat array (which is null or empty when the layer has no parameters). */
+    /** The layer's parameters as consecutive [C] views of the flat array (null or empty when it has none). */
     private static Map<String, INDArray> views(GroupNormalization gn, INDArray flat) {
         Map<String, INDArray> views = Collections.synchronizedMap(new LinkedHashMap<>());
-        if (gn.isAffine()) {
-            long channels = gn.getNIn();
-            INDArray vector = flat.reshape(flat.length());
-            views.put(GAMMA, vector.get(NDArrayIndex.interval(0, channels)));
-            views.put(BETA, vector.get(NDArrayIndex.interval(channels, 2 * channels)));
+        long channels = gn.getNIn();
+        long offset = 0;
+        for (String key : INSTANCE.paramKeys(gn)) {
+            views.put(key, flat.reshape(flat.length()).get(NDArrayIndex.interval(offset, offset + channels)));
+            offset += channels;
         }
         return views;
     }

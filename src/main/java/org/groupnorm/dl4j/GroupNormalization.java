@@ -20,6 +20,8 @@ import org.groupnorm.dl4j.runtime.GroupNormalizationLayer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.learning.regularization.Regularization;
+import org.nd4j.shade.jackson.annotation.JsonIgnore;
+import org.nd4j.shade.jackson.annotation.JsonProperty;
 
 /**
  * Group Normalization layer configuration (Wu and He, ECCV 2018), used like DL4J's own layers:
@@ -27,7 +29,7 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  *
  * <p>For each example and each group of C/G consecutive channels the layer normalizes by the mean and biased
  * variance over those channels and all spatial/time positions, then applies a learnable per-channel scale
- * {@code gamma} and shift {@code beta}. It keeps no running statistics, so training and inference compute the same
+ * {@code gamma} and shift {@code beta} (each optional: {@code scale(false)}, {@code center(false)}). It keeps no running statistics, so training and inference compute the same
  * function and no example's output depends on the rest of the minibatch. G=1 is LayerNorm over (C, spatial);
  * G=C is InstanceNorm.
  *
@@ -47,7 +49,10 @@ public class GroupNormalization extends FeedForwardLayer {
     /** Channels per group; 0 when the number of groups is fixed instead. */
     private int groupSize = 0;
     private double eps = DEFAULT_EPS;
-    private boolean affine = true;
+    /** Learnable per-channel scale gamma; without it the scale is 1. */
+    private boolean scale = true;
+    /** Learnable per-channel shift beta; without it the shift is 0. */
+    private boolean center = true;
     private double gammaInit = 1.0;
     private double betaInit = 0.0;
     private boolean regularizeGammaBeta = false;
@@ -63,7 +68,8 @@ public class GroupNormalization extends FeedForwardLayer {
         this.groups = builder.groupSize != null ? 0 : builder.groups != null ? builder.groups : DEFAULT_GROUPS;
         this.groupSize = builder.groupSize != null ? builder.groupSize : 0;
         this.eps = builder.eps;
-        this.affine = builder.affine;
+        this.scale = builder.scale;
+        this.center = builder.center;
         this.gammaInit = builder.gammaInit;
         this.betaInit = builder.betaInit;
         this.regularizeGammaBeta = builder.regularizeGammaBeta;
@@ -259,12 +265,38 @@ public class GroupNormalization extends FeedForwardLayer {
         this.eps = eps;
     }
 
-    public boolean isAffine() {
-        return affine;
+    /** Whether the layer has a learnable scale gamma (else it scales by 1). */
+    public boolean isScale() {
+        return scale;
     }
 
+    public void setScale(boolean scale) {
+        this.scale = scale;
+    }
+
+    /** Whether the layer has a learnable shift beta (else it shifts by 0). */
+    public boolean isCenter() {
+        return center;
+    }
+
+    public void setCenter(boolean center) {
+        this.center = center;
+    }
+
+    /** True when the layer has both gamma and beta. Not stored: {@code scale} and {@code center} are. */
+    @JsonIgnore
+    public boolean isAffine() {
+        return scale && center;
+    }
+
+    /**
+     * Both gamma and beta, or neither. Also reads the {@code "affine"} property of configurations saved before
+     * {@code scale} and {@code center} existed.
+     */
+    @JsonProperty("affine")
     public void setAffine(boolean affine) {
-        this.affine = affine;
+        this.scale = affine;
+        this.center = affine;
     }
 
     public double getGammaInit() {
@@ -310,22 +342,22 @@ public class GroupNormalization extends FeedForwardLayer {
         }
         GroupNormalization that = (GroupNormalization) o;
         return groups == that.groups && groupSize == that.groupSize && Double.compare(eps, that.eps) == 0
-                && affine == that.affine && Double.compare(gammaInit, that.gammaInit) == 0
+                && scale == that.scale && center == that.center && Double.compare(gammaInit, that.gammaInit) == 0
                 && Double.compare(betaInit, that.betaInit) == 0 && regularizeGammaBeta == that.regularizeGammaBeta
                 && dataFormat == that.dataFormat;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(super.hashCode(), groups, groupSize, eps, affine, gammaInit, betaInit,
+        return Objects.hash(super.hashCode(), groups, groupSize, eps, scale, center, gammaInit, betaInit,
                 regularizeGammaBeta, dataFormat);
     }
 
     @Override
     public String toString() {
         return "GroupNormalization(name=" + layerName + ", nIn=" + nIn + ", "
-                + (groupSize > 0 ? "groupSize=" + groupSize : "groups=" + groups) + ", eps=" + eps + ", affine="
-                + affine + ", dataFormat=" + dataFormat + ")";
+                + (groupSize > 0 ? "groupSize=" + groupSize : "groups=" + groups) + ", eps=" + eps + ", scale="
+                + scale + ", center=" + center + ", dataFormat=" + dataFormat + ")";
     }
 
     /** Builder with DL4J's usual fluent style; unset options keep the defaults documented on each method. */
@@ -333,7 +365,8 @@ public class GroupNormalization extends FeedForwardLayer {
         private Integer groups;
         private Integer groupSize;
         private double eps = DEFAULT_EPS;
-        private boolean affine = true;
+        private boolean scale = true;
+        private boolean center = true;
         private double gammaInit = 1.0;
         private double betaInit = 0.0;
         private boolean regularizeGammaBeta = false;
@@ -365,9 +398,25 @@ public class GroupNormalization extends FeedForwardLayer {
             return this;
         }
 
-        /** Learnable per-channel gamma and beta (default true); false gives a layer without parameters. */
+        /**
+         * Learnable per-channel gamma and beta (default true); false gives a layer without parameters. Shorthand
+         * for {@code scale(affine).center(affine)}.
+         */
         public Builder affine(boolean affine) {
-            this.affine = affine;
+            this.scale = affine;
+            this.center = affine;
+            return this;
+        }
+
+        /** Learnable per-channel scale gamma (default true); without it the output is not scaled (gamma = 1). */
+        public Builder scale(boolean scale) {
+            this.scale = scale;
+            return this;
+        }
+
+        /** Learnable per-channel shift beta (default true); without it the output is not shifted (beta = 0). */
+        public Builder center(boolean center) {
+            this.center = center;
             return this;
         }
 

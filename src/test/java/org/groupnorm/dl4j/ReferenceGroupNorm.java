@@ -4,17 +4,18 @@ package org.groupnorm.dl4j;
  * GroupNorm written straight from the paper's formula with plain loops in double precision: the independent
  * reference for the layer. Gradients come from central differences of this forward, not from a derived formula.
  */
-final class ReferenceGroupNorm {
+public final class ReferenceGroupNorm {
 
     private ReferenceGroupNorm() {
     }
 
     /**
      * @param x     c-order values of an array of the given shape and layout
-     * @param gamma per-channel scale or null (then beta is null and there is no affine transform)
+     * @param gamma per-channel scale, or null for scale 1
+     * @param beta  per-channel shift, or null for shift 0
      * @param mask  per (example, position) presence, [N * S], or null
      */
-    static double[] forward(double[] x, long[] shape, TensorLayout layout, int groups, double eps, double[] gamma,
+    public static double[] forward(double[] x, long[] shape, TensorLayout layout, int groups, double eps, double[] gamma,
                             double[] beta, double[] mask) {
         int n = (int) shape[0];
         int c = (int) shape[layout.channelAxis()];
@@ -47,7 +48,7 @@ final class ReferenceGroupNorm {
                         int i = offset(layout, example, ch, p, c, s);
                         double w = mask == null ? 1 : mask[example * s + p];
                         double normalized = (x[i] - mean) / Math.sqrt(variance + eps);
-                        double affine = gamma == null ? normalized : gamma[ch] * normalized + beta[ch];
+                        double affine = (gamma == null ? 1 : gamma[ch]) * normalized + (beta == null ? 0 : beta[ch]);
                         y[i] = w * affine;
                     }
                 }

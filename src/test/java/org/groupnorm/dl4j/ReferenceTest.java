@@ -64,6 +64,50 @@ class ReferenceTest {
                 grads.getFirst().getGradientFor("gamma"), 1e-6);
     }
 
+    static Stream<Arguments> scaleOrCenterAlone() {
+        return Stream.of(Engine.KERNEL, Engine.SAMEDIFF).flatMap(engine -> Stream.of(true, false)
+                .flatMap(scale -> Stream.of(true, false).map(masked -> Arguments.of(engine, scale, masked))));
+    }
+
+    @ParameterizedTest(name = "{0} scale={1} masked={2}")
+    @MethodSource("scaleOrCenterAlone")
+    void scaleOrCenterAloneMatchesTheReference(Engine engine, boolean scale, boolean masked) {
+        long[] shape = {2, 6, 5};
+        Random random = new Random(scale ? 11 : 12);
+        double[] x = gaussian(random, shapeLength(shape), 0.5, 2.0);
+        double[] dy = gaussian(random, x.length, 0.0, 1.0);
+        double[] gamma = scale ? gaussian(random, 6, 1.0, 0.5) : null;
+        double[] beta = scale ? null : gaussian(random, 6, 0.0, 0.5);
+        double[] mask = masked ? new double[]{1, 1, 1, 0, 0, 1, 1, 1, 1, 1} : null;
+        GroupNormalization conf = new GroupNormalization.Builder().nIn(6).groups(3).scale(scale).center(!scale)
+                .dataFormat(TensorLayout.NCW).build();
+        GroupNormHarness gn = new GroupNormHarness(conf, DataType.DOUBLE, engine);
+        gn.layer.setParam(scale ? "gamma" : "beta", Nd4j.createFromArray(scale ? gamma : beta));
+
+        INDArray y = gn.forward(Nd4j.createFromArray(x).reshape(shape),
+                masked ? Nd4j.createFromArray(mask).reshape(2, 5) : null);
+        Pair<Gradient, INDArray> grads = gn.backward(Nd4j.createFromArray(dy).reshape(shape));
+
+        assertEquals(java.util.Set.of(scale ? "gamma" : "beta"), grads.getFirst().gradientForVariable().keySet());
+        assertClose(ReferenceGroupNorm.forward(x, shape, TensorLayout.NCW, 3, 1e-5, gamma, beta, mask), y, 1e-12);
+        assertClose(ReferenceGroupNorm.inputGradient(x, shape, TensorLayout.NCW, 3, 1e-5, gamma, beta, mask, dy),
+                grads.getSecond(), 1e-6);
+        if (scale) {
+            assertClose(ReferenceGroupNorm.gammaGradient(x, shape, TensorLayout.NCW, 3, 1e-5, gamma, null, mask, dy),
+                    grads.getFirst().getGradientFor("gamma"), 1e-6);
+        } else {
+            double[] dBeta = new double[6];   // dL/dbeta_c: dy summed over the present positions of channel c
+            for (int n = 0; n < 2; n++) {
+                for (int c = 0; c < 6; c++) {
+                    for (int t = 0; t < 5; t++) {
+                        dBeta[c] += (mask == null ? 1 : mask[n * 5 + t]) * dy[(n * 6 + c) * 5 + t];
+                    }
+                }
+            }
+            assertClose(dBeta, grads.getFirst().getGradientFor("beta"), 1e-12);
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(names = {"KERNEL", "SAMEDIFF"})
     void float32StaysAccurateWhenMeanDwarfsStd(Engine engine) {

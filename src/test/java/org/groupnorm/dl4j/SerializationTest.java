@@ -1,6 +1,7 @@
 package org.groupnorm.dl4j;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 
 import java.io.File;
@@ -44,6 +45,31 @@ class SerializationTest {
         ComputationGraphConfiguration graph = network().toComputationGraph().getConfiguration();
         assertEquals(graph, ComputationGraphConfiguration.fromJson(graph.toJson()));
         assertEquals(graph, ComputationGraphConfiguration.fromYaml(graph.toYaml()));
+    }
+
+    @Test
+    void scaleAndCenterRoundTripWithoutAnAffineProperty() {
+        MultiLayerConfiguration conf = TestNetworks.forLayout(TensorLayout.NCHW, new GroupNormalization.Builder()
+                .groups(2).scale(true).center(false), new Adam(1e-2), DataType.FLOAT).net().getLayerWiseConfigurations();
+        assertEquals(conf, MultiLayerConfiguration.fromJson(conf.toJson()));
+        assertEquals(conf, MultiLayerConfiguration.fromYaml(conf.toYaml()));
+        assertTrue(conf.toJson().contains("\"center\" : false") && !conf.toJson().contains("\"affine\""), conf.toJson());
+    }
+
+    /** A configuration written by version 0.1.0, which stored "affine" instead of "scale" and "center". */
+    @Test
+    void configurationsSavedBeforeScaleAndCenterLoadAsBefore() throws IOException {
+        String json = new String(SerializationTest.class.getResourceAsStream("/legacy/groupnorm-0.1.0-affine.json")
+                .readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        MultiLayerConfiguration conf = MultiLayerConfiguration.fromJson(json);
+        GroupNormalization plain = (GroupNormalization) conf.getConf(1).getLayer();
+        GroupNormalization affine = (GroupNormalization) conf.getConf(2).getLayer();
+        assertTrue(!plain.isScale() && !plain.isCenter(), plain.toString());
+        assertTrue(affine.isScale() && affine.isCenter(), affine.toString());
+        MultiLayerNetwork net = new MultiLayerNetwork(conf);
+        net.init();
+        assertEquals(0, net.getLayer(1).numParams());
+        assertEquals(8, net.getLayer(2).numParams());
     }
 
     @Test

@@ -83,7 +83,7 @@ final class FloatRows {
     /**
      * Normalizes slab {@code unit} (= n * G + g) of {@code in} into {@code out} and records its mean and 1/std.
      *
-     * @param gamma per-channel scale, or null; {@code beta} is null exactly when gamma is
+     * @param gamma per-channel scale, or null for scale 1; {@code beta} likewise, null for shift 0
      */
     private static <B extends Buffer> void forwardSlab(FloatLoops<B> loops, B in, B out, int unit, int groups,
                                                        GroupNormKernel.Geometry geo, double[] gamma, double[] beta,

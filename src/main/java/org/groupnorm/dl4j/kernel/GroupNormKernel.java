@@ -56,7 +56,8 @@ public final class GroupNormKernel {
      * y = GroupNorm(x). Fills {@code stats} with each (example, group)'s mean and 1/sqrt(var + eps) for
      * {@link #backward}.
      *
-     * @param gammaArray per-channel scale, length C, or null for no affine transform (then beta is null too)
+     * @param gammaArray per-channel scale, length C, or null for none (scale 1)
+     * @param betaArray  per-channel shift, length C, or null for none (shift 0)
      * @param mask  [N, S] with 1 for present and 0 for padded positions, or null
      */
     public static void forward(INDArray x, INDArray gammaArray, INDArray betaArray, INDArray mask, int groups,
@@ -110,8 +111,8 @@ public final class GroupNormKernel {
     /**
      * dx, dgamma, dbeta from dy, using the statistics the forward pass left in {@code stats}.
      *
-     * @param dGammaArray per-channel gradient of gamma, length C, overwritten; null when there is no affine transform
-     * @param dBetaArray  per-channel gradient of beta, length C, overwritten; null when there is no affine transform
+     * @param dGammaArray per-channel gradient of gamma, length C, overwritten; null when the layer has no gamma
+     * @param dBetaArray  per-channel gradient of beta, length C, overwritten; null when the layer has no beta
      */
     public static void backward(INDArray x, INDArray gammaArray, INDArray mask, INDArray dy, int groups,
                                 TensorLayout layout, GroupStats stats, INDArray dx, INDArray dGammaArray,
@@ -133,7 +134,7 @@ public final class GroupNormKernel {
             Parallel.forEach(geo.examples * groups, x.length(), unit -> backwardSlab(in, gradOut, gradIn, masks, unit,
                     groups, geo, gamma, stats, sumDy, sumDyCentered));
         }
-        if (dGammaArray != null) {
+        if (dGammaArray != null || dBetaArray != null) {
             double[] dGamma = Scratch.doubles(Scratch.Slot.D_GAMMA, channels);
             double[] dBeta = Scratch.doubles(Scratch.Slot.D_BETA, channels);
             Arrays.fill(dGamma, 0, channels, 0);
@@ -144,8 +145,12 @@ public final class GroupNormKernel {
                     dBeta[c] += sumDy[n * channels + c];
                 }
             }
-            Elements.of(dGammaArray).write(0, dGamma, 0, channels);
-            Elements.of(dBetaArray).write(0, dBeta, 0, channels);
+            if (dGammaArray != null) {
+                Elements.of(dGammaArray).write(0, dGamma, 0, channels);
+            }
+            if (dBetaArray != null) {
+                Elements.of(dBetaArray).write(0, dBeta, 0, channels);
+            }
         }
     }
 

@@ -6,7 +6,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * The arrays and settings of one GroupNorm evaluation, already validated by the layer.
  *
- * @param gamma null when the layer has no affine parameters (then beta is null too)
+ * @param gamma per-channel scale, or null when the layer has none (scale 1)
+ * @param beta  per-channel shift, or null when the layer has none (shift 0)
  * @param mask  [N, S] per-position presence (recurrent and FF input), or null
  */
 record GroupNormCall(INDArray x, INDArray gamma, INDArray beta, INDArray mask, int groups, double eps,

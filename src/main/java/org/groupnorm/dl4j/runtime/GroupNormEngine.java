@@ -13,8 +13,8 @@ interface GroupNormEngine {
     INDArray forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr);
 
     /**
-     * dL/dx in the ACTIVATION_GRAD workspace; writes dL/dgamma and dL/dbeta into the given views (null when the layer
-     * has no affine parameters).
+     * dL/dx in the ACTIVATION_GRAD workspace; writes dL/dgamma and dL/dbeta into the given views (each null when the
+     * layer has no such parameter).
      */
     INDArray backward(GroupNormCall call, INDArray dy, INDArray dGamma, INDArray dBeta,
                       LayerWorkspaceMgr workspaceMgr);

@@ -95,6 +95,8 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         Gradient gradient = new DefaultGradient();
         if (dGamma != null) {
             gradient.gradientForVariable().put(GroupNormParamInitializer.GAMMA, dGamma);
+        }
+        if (dBeta != null) {
             gradient.gradientForVariable().put(GroupNormParamInitializer.BETA, dBeta);
         }
         return new Pair<>(gradient, backpropDropOutIfPresent(dx));

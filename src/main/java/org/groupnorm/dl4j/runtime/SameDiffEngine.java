@@ -47,12 +47,13 @@ final class SameDiffEngine implements GroupNormEngine {
         Map<String, INDArray> gradients;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
             SameDiff sd = graphFor(call);
-            gradients = call.gamma() == null
-                    ? sd.calculateGradients(placeholders(call, dy), X)
-                    : sd.calculateGradients(placeholders(call, dy), X, GAMMA, BETA);
+            gradients = sd.calculateGradients(placeholders(call, dy), differentiated(call.gamma() != null,
+                    call.beta() != null));
         }
         if (dGamma != null) {
             dGamma.assign(gradients.get(GAMMA));
+        }
+        if (dBeta != null) {
             dBeta.assign(gradients.get(BETA));
         }
         return workspaceMgr.dup(ArrayType.ACTIVATION_GRAD, gradients.get(X));
@@ -63,6 +64,8 @@ final class SameDiffEngine implements GroupNormEngine {
         values.put(X, cOrder(call.x()));
         if (call.gamma() != null) {
             values.put(GAMMA, call.gamma());
+        }
+        if (call.beta() != null) {
             values.put(BETA, call.beta());
         }
         if (call.mask() != null) {
@@ -82,7 +85,7 @@ final class SameDiffEngine implements GroupNormEngine {
     /** The graph for this call's settings, built once and rebuilt only when they change. */
     private SameDiff graphFor(GroupNormCall call) {
         GraphKey key = new GraphKey(call.layout(), call.groups(), call.eps(), call.gamma() != null,
-                call.mask() != null, call.x().dataType());
+                call.beta() != null, call.mask() != null, call.x().dataType());
         if (!key.equals(graphKey)) {
             graph = build(key);
             graphKey = key;
@@ -94,20 +97,28 @@ final class SameDiffEngine implements GroupNormEngine {
         SameDiff sd = SameDiff.create();
         int rank = key.layout().rank();
         SDVariable x = sd.placeHolder(X, key.dataType(), dynamic(rank));
-        SDVariable gamma = key.affine() ? sd.placeHolder(GAMMA, key.dataType(), -1) : null;
-        SDVariable beta = key.affine() ? sd.placeHolder(BETA, key.dataType(), -1) : null;
+        SDVariable gamma = key.scale() ? sd.placeHolder(GAMMA, key.dataType(), -1) : null;
+        SDVariable beta = key.center() ? sd.placeHolder(BETA, key.dataType(), -1) : null;
         SDVariable mask = key.masked() ? sd.placeHolder(MASK, key.dataType(), -1, -1) : null;
         SDVariable y = GroupNorm.groupNorm(sd, x, gamma, beta, mask, key.groups(), key.eps(), key.layout())
                 .rename(Y);
         SDVariable dy = sd.placeHolder(DY, key.dataType(), dynamic(rank));
         sd.setLossVariables(y.mul(dy).sum());
         // Every input is a placeholder, and SameDiff differentiates placeholders only when named here.
-        if (key.affine()) {
-            sd.createGradFunction(X, GAMMA, BETA);
-        } else {
-            sd.createGradFunction(X);
-        }
+        sd.createGradFunction(differentiated(key.scale(), key.center()));
         return sd;
+    }
+
+    /** The placeholders to differentiate: x, and gamma and beta where the layer has them. */
+    private static String[] differentiated(boolean scale, boolean center) {
+        java.util.List<String> names = new java.util.ArrayList<>(java.util.List.of(X));
+        if (scale) {
+            names.add(GAMMA);
+        }
+        if (center) {
+            names.add(BETA);
+        }
+        return names.toArray(new String[0]);
     }
 
     private static long[] dynamic(int rank) {
@@ -116,7 +127,7 @@ final class SameDiffEngine implements GroupNormEngine {
         return shape;
     }
 
-    private record GraphKey(TensorLayout layout, int groups, double eps, boolean affine, boolean masked,
+    private record GraphKey(TensorLayout layout, int groups, double eps, boolean scale, boolean center, boolean masked,
                             DataType dataType) {
     }
 }
