@@ -236,7 +236,8 @@ public final class BatchNormToGroupNorm {
         }
     }
 
+    /** The layer's name; in a graph's updater blocks the trainable is the layer's vertex, not the layer. */
     private static String layerName(Trainable layer) {
-        return ((Layer) layer).conf().getLayer().getLayerName();
+        return layer.getConfig().getLayerName();
     }
 }

@@ -136,6 +136,19 @@ class BatchNormToGroupNormTest {
                 convertedState.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)));
     }
 
+    /** In a graph the updater's blocks hold vertices, not layers (this once failed with a ClassCastException). */
+    @Test
+    void updaterStateOfAGraphIsCarriedOver() {
+        ComputationGraph original = bnCnn().toComputationGraph();
+        original.fit(new INDArray[]{Nd4j.rand(DataType.FLOAT, 4, 2, 8, 8)}, new INDArray[]{Nd4j.eye(3).getRows(0, 1, 2, 0)});
+        ComputationGraph converted = BatchNormToGroupNorm.convert(original);
+        long conv0 = 12 * 2 * 9 + 12;
+        INDArray originalState = original.getUpdater().getStateViewArray();
+        assertTrue(originalState.getDouble(0) != 0 || originalState.getDouble(1) != 0);
+        assertEquals(originalState.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)),
+                converted.getUpdater().getStateViewArray().get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)));
+    }
+
     @Test
     void convertedLayersPassTheGradientCheck() {
         Nd4j.setDefaultDataTypes(DataType.DOUBLE, DataType.DOUBLE);
