@@ -84,7 +84,7 @@ class KerasImportTest {
     void channelsLastModelsImportAsChannelsLastGroupNorms() throws Exception {
         Map<String, TensorLayout> expected = Map.of("seq_conv2d_nhwc", TensorLayout.NHWC,
                 "seq_conv1d_nwc", TensorLayout.NWC, "seq_conv3d_ndhwc", TensorLayout.NDHWC,
-                "seq_dense", TensorLayout.FF, "seq_dense_axis1", TensorLayout.FF);
+                "seq_dense", TensorLayout.FF, "seq_dense_axis1", TensorLayout.FF, "seq_lstm_nwc", TensorLayout.NWC);
         for (Map.Entry<String, TensorLayout> entry : expected.entrySet()) {
             GroupNormalization gn = Imported.load(entry.getKey()).groupNorms().get(0);
             assertEquals(entry.getValue(), gn.getDataFormat(), entry.getKey());
