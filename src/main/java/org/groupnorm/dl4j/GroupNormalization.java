@@ -80,21 +80,53 @@ public class GroupNormalization extends FeedForwardLayer {
         if (builder.groupSize == null && groups <= 0) {
             throw new IllegalArgumentException(describe() + ": groups must be > 0, got " + groups);
         }
-        if (!(eps > 0) || Double.isInfinite(eps)) {
-            throw new IllegalArgumentException(describe() + ": eps must be a finite number > 0, got " + eps);
+        if (nIn <= 0 && nOut > 0) {
+            nIn = nOut;
+        } else if (nIn > 0 && nOut <= 0) {
+            nOut = nIn;
         }
+        validate();
+        initializeConstraints(builder);
+    }
+
+    /**
+     * Checks the rules every configuration must meet, however it was made: the Builder, the setters, or JSON/YAML
+     * (whose values arrive through the setters in any order, so the rules that relate two settings are checked here
+     * and at {@link #instantiate}, {@link #setNIn(InputType, boolean)} and {@link #getOutputType}).
+     *
+     * @throws IllegalArgumentException naming this layer, the value and the rule
+     */
+    public void validate() {
+        requireGroupSetting("groups", groups);
+        requireGroupSetting("groupSize", groupSize);
+        if (groups > 0 && groupSize > 0) {
+            throw new IllegalArgumentException(describe() + ": set groups (" + groups + ") or groupSize ("
+                    + groupSize + "), not both");
+        }
+        if (groups == 0 && groupSize == 0) {
+            throw new IllegalArgumentException(describe() + ": groups must be > 0, got 0 (and no groupSize)");
+        }
+        requireValidEps(eps);
         if (nIn > 0 && nOut > 0 && nIn != nOut) {
             throw new IllegalArgumentException(describe() + ": nIn (" + nIn + ") and nOut (" + nOut
                     + ") are both the channel count and must be equal");
         }
-        if (nIn <= 0 && nOut > 0) {
-            nIn = nOut;
-        }
-        nOut = nIn;
         if (nIn > 0) {
             groupsFor(nIn);
         }
-        initializeConstraints(builder);
+    }
+
+    /** groups and groupSize: one of them is positive, the other 0 ("not used"); never negative. */
+    private void requireGroupSetting(String name, int value) {
+        if (value < 0) {
+            throw new IllegalArgumentException(describe() + ": " + name + " must be > 0, got " + value);
+        }
+    }
+
+    private void requireValidEps(double value) {
+        if (!(value > 0) || Double.isInfinite(value)) {
+            throw new IllegalArgumentException(describe() + ": eps must be a finite number > 0, got " + value);
+        }
     }
 
     /**
@@ -139,7 +171,7 @@ public class GroupNormalization extends FeedForwardLayer {
             throw new IllegalStateException(describe() + ": the channel count is unknown; set nIn or give the "
                     + "network an input type (setInputType) so it can be inferred");
         }
-        groupsFor(nIn);
+        validate();
         GroupNormalizationLayer layer = new GroupNormalizationLayer(conf, networkDataType);
         layer.setListeners(trainingListeners);
         layer.setIndex(layerIndex);
@@ -157,6 +189,7 @@ public class GroupNormalization extends FeedForwardLayer {
 
     @Override
     public InputType getOutputType(int layerIndex, InputType inputType) {
+        validate();
         if (inputType == null || layoutOf(inputType) == null) {
             throw new IllegalStateException(describe() + ": takes feed-forward, recurrent, convolutional or 3D "
                     + "convolutional input, got " + inputType);
@@ -182,7 +215,17 @@ public class GroupNormalization extends FeedForwardLayer {
                 dataFormat = layout;
             }
         }
-        groupsFor(nIn);
+        validate();
+    }
+
+    /**
+     * Sets the channel count, which is also nOut: DL4J calls this alone when an earlier layer's nOut changes
+     * ({@code TransferLearning}'s {@code nOutReplace}).
+     */
+    @Override
+    public void setNIn(long nIn) {
+        this.nIn = nIn;
+        this.nOut = nIn;
     }
 
     /** The layout of an input type; CNNFlat counts as NCHW since the preprocessor restores that shape. */
@@ -245,7 +288,9 @@ public class GroupNormalization extends FeedForwardLayer {
         return groups;
     }
 
+    /** Groups per layer; 0 when {@link #setGroupSize} fixes the group size instead. */
     public void setGroups(int groups) {
+        requireGroupSetting("groups", groups);
         this.groups = groups;
     }
 
@@ -253,7 +298,9 @@ public class GroupNormalization extends FeedForwardLayer {
         return groupSize;
     }
 
+    /** Channels per group; 0 when {@link #setGroups} fixes the number of groups instead. */
     public void setGroupSize(int groupSize) {
+        requireGroupSetting("groupSize", groupSize);
         this.groupSize = groupSize;
     }
 
@@ -262,6 +309,7 @@ public class GroupNormalization extends FeedForwardLayer {
     }
 
     public void setEps(double eps) {
+        requireValidEps(eps);
         this.eps = eps;
     }
 

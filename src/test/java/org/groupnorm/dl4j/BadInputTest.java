@@ -112,6 +112,58 @@ class BadInputTest {
     }
 
     @Test
+    void settersCheckTheirValueLikeTheBuilder() {
+        GroupNormalization gn = new GroupNormalization.Builder().name("s").build();
+        assertFailsWith(() -> gn.setGroups(-4), "GroupNormalization 's'", "groups must be > 0, got -4");
+        assertFailsWith(() -> gn.setGroupSize(-1), "'s'", "groupSize must be > 0, got -1");
+        assertFailsWith(() -> gn.setEps(-1), "'s'", "eps must be a finite number > 0, got -1.0");
+        gn.setGroupSize(2);   // groups is still 32: which one is meant? Said when the layer is used.
+        assertFailsWith(gn::validate, "'s'", "set groups (32) or groupSize (2), not both");
+    }
+
+    /** Hand-edited or generated JSON: the values that used to divide by zero, size arrays negatively, or output NaN. */
+    @Test
+    void badValuesInJsonFailWithTheBuildersMessages() {
+        String json = TestNetworks.forLayout(TensorLayout.NCHW, new GroupNormalization.Builder().name("gn").groups(2),
+                new org.nd4j.linalg.learning.config.Sgd(0.1), DataType.FLOAT).net().getLayerWiseConfigurations()
+                .toJson();
+        String noGroups = json.replace("\"groups\" : 2", "\"groups\" : 0");
+        assertFailsWith(() -> new org.deeplearning4j.nn.multilayer.MultiLayerNetwork(
+                        org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(noGroups)).init(),
+                "GroupNormalization 'gn'", "groups must be > 0, got 0");
+        String negative = json.replace("\"groups\" : 2", "\"groups\" : -4");
+        assertFailsWith(() -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(negative),
+                "groups must be > 0, got -4");
+        String badEps = json.replaceFirst("\"eps\" : [0-9.eE-]+", "\"eps\" : -1.0");
+        assertFailsWith(() -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(badEps),
+                "eps must be a finite number > 0, got -1.0");
+    }
+
+    @Test
+    void settingNInAloneKeepsNOutEqual() {
+        GroupNormalization gn = new GroupNormalization.Builder().nIn(8).groups(2).build();
+        gn.setNIn(12);   // what TransferLearning.nOutReplace does to the layer after the one it changes
+        assertTrue(gn.getNOut() == 12, "nOut " + gn.getNOut());
+    }
+
+    @Test
+    void unknownEngineNamesTheValidOnes() {
+        String before = System.getProperty("groupnorm.engine");
+        System.setProperty("groupnorm.engine", "cuda");
+        try {
+            assertFailsWith(() -> new GroupNormHarness(new GroupNormalization.Builder().nIn(4).groups(2).build(),
+                    DataType.FLOAT, Engine.AUTO), "-Dgroupnorm.engine=cuda is not an engine",
+                    "auto, kernel, portable, samediff");
+        } finally {
+            if (before == null) {
+                System.clearProperty("groupnorm.engine");
+            } else {
+                System.setProperty("groupnorm.engine", before);
+            }
+        }
+    }
+
+    @Test
     void unknownChannelCountAtInit() {
         GroupNormalization gn = new GroupNormalization.Builder().name("gn").groups(2).build();
         assertFailsWith(() -> new GroupNormHarness(gn, DataType.FLOAT, Engine.AUTO), "'gn'",
