@@ -33,7 +33,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * Steady-state timings of GroupNorm (this library, both engines) against DL4J's BatchNormalization, a one-pass
+ * Steady-state timings of GroupNorm (this library: the CPU kernel, and forward+backward on the portable and SameDiff
+ * engines, with the portable one's ratio to the kernel) against DL4J's BatchNormalization, a one-pass
  * memory floor, and PyTorch's CPU kernels when python3 with torch is available. Layers run the way a network runs
  * them: with DL4J workspaces (activations, working memory, gradients), after warm-up, median of many iterations, in
  * rounds that alternate with torch; ratios are given as the median over rounds with the lowest and highest.
@@ -68,6 +69,19 @@ public class GroupNormBenchmark {
             Shape shape = Shape.parse(spec);
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(), shape.x, shape.dy));
         }
+        // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
+        // by the kernel would hand it slow fresh allocations), before the rounds: measured after them, the first
+        // shape came out 5x slower than the same shape measured second.
+        Map<String, Double> portable = new HashMap<>();
+        for (String spec : shapes) {
+            Shape shape = Shape.parse(spec);
+            GroupNormalizationLayer layer = shape.groupNorm();
+            layer.setEngine(GroupNormalizationLayer.Engine.PORTABLE);
+            LayerWorkspaceMgr portableWorkspaces = workspaces("PORTABLE_" + spec);
+            System.gc();   // frees the warm-up's detached input arrays (ND4J frees off-heap memory only on GC)
+            portable.put(spec, time(iterations, 2 * WARMUP_SECONDS,
+                    () -> run(layer, shape.x, shape.dy, portableWorkspaces)));
+        }
         // The fast columns and torch alternate in rounds: this machine's speed drifts over minutes (shared host), and
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
@@ -87,13 +101,14 @@ public class GroupNormBenchmark {
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
-        System.out.printf("%-16s %9s %9s %12s %10s %8s %17s %17s %8s%n", "N,C,H,W,G", "GN fwd", "GN f+b",
-                "SameDiff f+b", "DL4J BN", "floor", "fwd/torch", "f+b/torch", "torch BN");
+        System.out.printf("%-16s %9s %9s %18s %12s %10s %8s %17s %17s %8s%n", "N,C,H,W,G", "GN fwd", "GN f+b",
+                "portable f+b", "SameDiff f+b", "DL4J BN", "floor", "fwd/torch", "f+b/torch", "torch BN");
         for (String spec : shapes) {
             Shape shape = Shape.parse(spec);
+            int slowIterations = Math.max(5, iterations / 10);
+            double portableFwdBwd = portable.get(spec);
             GroupNormalizationLayer gn = shape.groupNorm();
             gn.setEngine(GroupNormalizationLayer.Engine.SAMEDIFF);
-            int slowIterations = Math.max(5, iterations / 10);
             String sameDiff = withSameDiff ? String.format("%.1f",
                     time(slowIterations, WARMUP_SECONDS, () -> run(gn, shape.x, shape.dy))) : "-";
             Layer bn = instantiate(new BatchNormalization.Builder().nIn(shape.channels).nOut(shape.channels).build());
@@ -101,8 +116,9 @@ public class GroupNormBenchmark {
             Allocations bnAllocations = Allocations.perIteration(() -> run(bn, shape.x, shape.dy));
             List<double[]> ours = measured.get(spec);
             List<double[]> theirs = torch.get(spec);
-            System.out.printf("%-16s %9.3f %9.3f %12s %10.1f %8.3f %17s %17s %8s%n", spec, median(ours, 0),
-                    median(ours, 1), sameDiff, bnFwdBwd, median(ours, 2), ratios(ours, theirs, 0),
+            System.out.printf("%-16s %9.3f %9.3f %18s %12s %10.1f %8.3f %17s %17s %8s%n", spec, median(ours, 0),
+                    median(ours, 1), String.format("%.2f (%.1fx)", portableFwdBwd, portableFwdBwd / median(ours, 1)),
+                    sameDiff, bnFwdBwd, median(ours, 2), ratios(ours, theirs, 0),
                     ratios(ours, theirs, 1), theirs == null ? "-" : String.format("%.3f", median(theirs, 2)));
             System.out.printf("%-16s torch GN fwd %s ms, f+b %s ms; allocations per fwd+bwd outside workspaces: GN %s;"
                     + " DL4J BN %s%n", "", theirs == null ? "-" : String.format("%.3f", median(theirs, 0)),
@@ -159,27 +175,36 @@ public class GroupNormBenchmark {
             .initialSize(0).overallocationLimit(0.2).policyReset(ResetPolicy.BLOCK_LEFT)
             .policyLearning(LearningPolicy.OVER_TIME).policySpill(SpillPolicy.REALLOCATE)
             .policyAllocation(AllocationPolicy.OVERALLOCATE).build();
-    private static final LayerWorkspaceMgr WORKSPACES = LayerWorkspaceMgr.builder()
-            .with(ArrayType.ACTIVATIONS, "BENCH_ACT", WORKSPACE)
-            .with(ArrayType.INPUT, "BENCH_ACT", WORKSPACE)
-            .with(ArrayType.FF_WORKING_MEM, "BENCH_FF", WORKSPACE)
-            .with(ArrayType.BP_WORKING_MEM, "BENCH_BP", WORKSPACE)
-            .with(ArrayType.ACTIVATION_GRAD, "BENCH_GRAD", WORKSPACE)
-            .with(ArrayType.FF_CACHE, "BENCH_FF", WORKSPACE)
-            .with(ArrayType.RNN_FF_LOOP_WORKING_MEM, "BENCH_FF", WORKSPACE)
-            .with(ArrayType.RNN_BP_LOOP_WORKING_MEM, "BENCH_BP", WORKSPACE)
-            .build();
+    private static final LayerWorkspaceMgr WORKSPACES = workspaces("BENCH");
+
+    /** Workspaces for activations, working memory and gradients, named after {@code prefix}. */
+    private static LayerWorkspaceMgr workspaces(String prefix) {
+        return LayerWorkspaceMgr.builder()
+                .with(ArrayType.ACTIVATIONS, prefix + "_ACT", WORKSPACE)
+                .with(ArrayType.INPUT, prefix + "_ACT", WORKSPACE)
+                .with(ArrayType.FF_WORKING_MEM, prefix + "_FF", WORKSPACE)
+                .with(ArrayType.BP_WORKING_MEM, prefix + "_BP", WORKSPACE)
+                .with(ArrayType.ACTIVATION_GRAD, prefix + "_GRAD", WORKSPACE)
+                .with(ArrayType.FF_CACHE, prefix + "_FF", WORKSPACE)
+                .with(ArrayType.RNN_FF_LOOP_WORKING_MEM, prefix + "_FF", WORKSPACE)
+                .with(ArrayType.RNN_BP_LOOP_WORKING_MEM, prefix + "_BP", WORKSPACE)
+                .build();
+    }
+
+    private static void run(Layer layer, INDArray x, INDArray dy) {
+        run(layer, x, dy, WORKSPACES);
+    }
 
     /** One forward (and backward when dy is given) inside open workspaces, as in a training iteration. */
-    private static void run(Layer layer, INDArray x, INDArray dy) {
-        try (MemoryWorkspace act = WORKSPACES.notifyScopeEntered(ArrayType.ACTIVATIONS);
-             MemoryWorkspace ff = WORKSPACES.notifyScopeEntered(ArrayType.FF_WORKING_MEM);
-             MemoryWorkspace bp = WORKSPACES.notifyScopeEntered(ArrayType.BP_WORKING_MEM);
-             MemoryWorkspace grad = WORKSPACES.notifyScopeEntered(ArrayType.ACTIVATION_GRAD)) {
-            layer.setInput(x, WORKSPACES);
-            layer.activate(true, WORKSPACES);
+    private static void run(Layer layer, INDArray x, INDArray dy, LayerWorkspaceMgr workspaces) {
+        try (MemoryWorkspace act = workspaces.notifyScopeEntered(ArrayType.ACTIVATIONS);
+             MemoryWorkspace ff = workspaces.notifyScopeEntered(ArrayType.FF_WORKING_MEM);
+             MemoryWorkspace bp = workspaces.notifyScopeEntered(ArrayType.BP_WORKING_MEM);
+             MemoryWorkspace grad = workspaces.notifyScopeEntered(ArrayType.ACTIVATION_GRAD)) {
+            layer.setInput(x, workspaces);
+            layer.activate(true, workspaces);
             if (dy != null) {
-                layer.backpropGradient(dy, WORKSPACES);
+                layer.backpropGradient(dy, workspaces);
             }
         }
     }

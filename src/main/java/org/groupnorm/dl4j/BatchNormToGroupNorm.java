@@ -17,6 +17,7 @@ import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.deeplearning4j.nn.params.BatchNormalizationParamInitializer;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.learning.config.Sgd;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -100,8 +101,17 @@ public final class BatchNormToGroupNorm {
             if (bn.getCnn2DFormat() == CNN2DFormat.NHWC) {
                 builder.dataFormat(TensorLayout.NHWC);
             }
+            boolean fixedIdentity = bn.isLockGammaBeta() && bn.getGamma() == 1 && bn.getBeta() == 0;
+            if (fixedIdentity) {
+                builder.affine(false);   // the same transform, without parameters
+            } else if (bn.isLockGammaBeta()) {
+                builder.gammaInit(bn.getGamma()).betaInit(bn.getBeta());
+            }
             GroupNormalization gn = builder.build();
-            gn.setIUpdater(bn.getIUpdater() == null ? null : bn.getIUpdater().clone());
+            // BatchNorm's fixed gamma/beta other than 1/0 become parameters that never change: a learning rate of 0
+            // (DL4J's NoOp updater would apply the raw gradient).
+            gn.setIUpdater(bn.isLockGammaBeta() && !fixedIdentity ? new Sgd(0.0)
+                    : bn.getIUpdater() == null ? null : bn.getIUpdater().clone());
             gn.setBiasUpdater(bn.getBiasUpdater() == null ? null : bn.getBiasUpdater().clone());
             gn.setRegularization(bn.getRegularization());
             gn.setRegularizationBias(bn.getRegularizationBias());

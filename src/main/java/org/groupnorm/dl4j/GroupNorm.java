@@ -3,6 +3,7 @@ package org.groupnorm.dl4j;
 import org.nd4j.autodiff.samediff.SDIndex;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -38,61 +39,86 @@ public final class GroupNorm {
     /**
      * Group-normalizes {@code x}, leaving masked positions out of the statistics and zeroing their output.
      *
-     * @param mask 1 where a position is present, 0 where it is padding: shape [N, T] for the recurrent layouts
-     *             (DL4J's time-series mask) or [N, 1] for FF; null for no mask
+     * @param mask 0 where a position is padding, any other value where it is present: shape [N, T] for the
+     *             recurrent layouts (DL4J's time-series mask) or [N, 1] for FF; null for no mask. Padded values are
+     *             multiplied by 0, so any finite value there changes nothing (NaN or infinity there would: the
+     *             layer's engines never read them, this graph cannot avoid it)
      * @see #groupNorm(SameDiff, SDVariable, SDVariable, SDVariable, int, double, TensorLayout)
      */
     public static SDVariable groupNorm(SameDiff sd, SDVariable x, SDVariable gamma, SDVariable beta, SDVariable mask,
                                        int groups, double eps, TensorLayout layout) {
-        if (groups <= 0 || !(eps > 0)) {
-            throw new IllegalArgumentException("GroupNorm: groups must be > 0 and eps > 0, got groups " + groups
-                    + ", eps " + eps);
+        if (groups <= 0 || !(eps > 0) || Double.isInfinite(eps)) {
+            throw new IllegalArgumentException("GroupNorm: groups must be > 0 and eps a finite number > 0, got groups "
+                    + groups + ", eps " + eps);
         }
-        SDVariable channelsFirst = sd.permute(x, layout.toChannelsFirst());
-        SDVariable grouped = sd.reshape(channelsFirst, groupedShape(sd, channelsFirst, groups));   // [N, G, C/G * S]
+        long[] knownShape = x.getShape();
+        if (knownShape != null && knownShape.length == layout.rank() && knownShape[layout.channelAxis()] > 0
+                && knownShape[layout.channelAxis()] % groups != 0) {
+            throw new IllegalArgumentException("GroupNorm: " + knownShape[layout.channelAxis()]
+                    + " channels are not divisible by " + groups + " groups");
+        }
+        // Half precision squares overflow at |x - mean| > 256: statistics and arithmetic in float32, result cast back.
+        DataType outputType = x.dataType();
+        boolean widen = outputType == DataType.HALF || outputType == DataType.BFLOAT16;
+        SDVariable input = widen ? x.castTo(DataType.FLOAT) : x;
+        SDVariable channelsFirst = sd.permute(input, layout.toChannelsFirst());
+        SDVariable grouped = groupedView(sd, channelsFirst, groups);          // [N, G, C/G * S]
 
-        // Subtracting one sample of each group before summing keeps float32 sums small when |mean| >> std, and
-        // makes a constant group exactly zero (so its output is exactly beta). It does not change the math.
-        SDVariable shifted = grouped.sub(grouped.get(SDIndex.all(), SDIndex.all(), SDIndex.interval(0, 1)));
+        // Subtracting one present sample of each group before summing keeps float32 sums small when |mean| >> std,
+        // and makes a constant group exactly zero (so its output is exactly beta). It does not change the math.
         SDVariable centered;
         SDVariable variance;
         SDVariable presence = null;
         if (mask == null) {
+            SDVariable shifted = grouped.sub(grouped.get(SDIndex.all(), SDIndex.all(), SDIndex.interval(0, 1)));
             centered = shifted.sub(shifted.mean(true, 2));
             variance = sd.math.square(centered).mean(true, 2);
         } else {
-            presence = sd.reshape(sd.onesLike(channelsFirst).mul(perPositionMask(sd, mask, x, layout)),
+            // 0 is padding, any other value present; padded values are multiplied by 0, never summed.
+            presence = sd.reshape(sd.onesLike(channelsFirst).mul(perPositionMask(sd, mask, channelsFirst, layout)),
                     sd.shape(grouped));
+            // The group's largest present value: a present sample, exact for a constant group.
+            SDVariable shift = grouped.mul(presence).add(presence.rsub(1).mul(-Float.MAX_VALUE)).max(true, 2);
+            SDVariable shifted = grouped.sub(shift).mul(presence);
             // A fully masked example has count 0: max(count, 1) gives it mean 0 and variance 0 instead of NaN.
             SDVariable count = sd.max(presence.sum(true, 2), sd.onesLike(presence.sum(true, 2)));
-            centered = shifted.sub(shifted.mul(presence).sum(true, 2).div(count)).mul(presence);
+            centered = shifted.sub(shifted.sum(true, 2).div(count)).mul(presence);
             variance = sd.math.square(centered).sum(true, 2).div(count);
         }
         SDVariable normalized = centered.mul(sd.math.rsqrt(variance.add(eps)));
         SDVariable y = sd.reshape(normalized, sd.shape(channelsFirst));
         long[] perChannel = perChannelShape(layout.rank());
         if (gamma != null) {
-            y = y.mul(sd.reshape(gamma, perChannel));
+            y = y.mul(sd.reshape(widen ? gamma.castTo(DataType.FLOAT) : gamma, perChannel));
         }
         if (beta != null) {
-            y = y.add(sd.reshape(beta, perChannel));
+            y = y.add(sd.reshape(widen ? beta.castTo(DataType.FLOAT) : beta, perChannel));
             if (presence != null) {
                 y = y.mul(sd.reshape(presence, sd.shape(channelsFirst)));   // padding outputs 0, not beta
             }
         }
-        return sd.permute(y, layout.fromChannelsFirst());
+        y = sd.permute(y, layout.fromChannelsFirst());
+        return widen ? y.castTo(outputType) : y;
     }
 
-    /** [N, G, -1] from the runtime shape of a channels-first array. */
-    private static SDVariable groupedShape(SameDiff sd, SDVariable channelsFirst, int groups) {
-        SDVariable minibatch = sd.slice(sd.shape(channelsFirst), new int[]{0}, 1);
-        SDVariable rest = sd.constant(Nd4j.createFromArray((long) groups, -1L).castTo(minibatch.dataType()));
-        return sd.concat(0, minibatch, rest);
+    /**
+     * [N, G, C/G * S] from a channels-first array. It goes through [N, G, C/G, S...] so that channels not divisible
+     * by G fail the reshape instead of letting groups span channels.
+     */
+    private static SDVariable groupedView(SameDiff sd, SDVariable channelsFirst, int groups) {
+        SDVariable shape = sd.shape(channelsFirst);
+        SDVariable minibatch = sd.slice(shape, new int[]{0}, 1);
+        SDVariable channels = sd.slice(shape, new int[]{1}, 1);
+        SDVariable groupCount = sd.constant(Nd4j.createFromArray((long) groups).castTo(shape.dataType()));
+        SDVariable perGroup = sd.math.floorDiv(channels, groupCount);
+        SDVariable rest = sd.constant(Nd4j.createFromArray(-1L).castTo(shape.dataType()));
+        SDVariable checked = sd.reshape(channelsFirst, sd.concat(0, minibatch, groupCount, perGroup, rest));
+        return sd.reshape(checked, sd.concat(0, minibatch, groupCount, rest));
     }
 
     /** The mask, shaped to broadcast against the channels-first input. */
     private static SDVariable perPositionMask(SameDiff sd, SDVariable mask, SDVariable x, TensorLayout layout) {
-        SDVariable m = mask.castTo(x.dataType());
+        SDVariable m = mask.neq(0.0).castTo(x.dataType());
         return layout == TensorLayout.FF ? m : sd.expandDims(m, 1);
     }
 

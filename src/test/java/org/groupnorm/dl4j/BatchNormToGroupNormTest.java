@@ -149,6 +149,40 @@ class BatchNormToGroupNormTest {
                 converted.getUpdater().getStateViewArray().get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)));
     }
 
+    /** BatchNorm with lockGammaBeta has fixed gamma/beta and no parameters; the GroupNorm keeps them fixed. */
+    @Test
+    void lockedGammaAndBetaStayFixed() {
+        for (double[] fixed : new double[][]{{1, 0}, {2, 0.5}}) {
+            MultiLayerNetwork original = new MultiLayerNetwork(new NeuralNetConfiguration.Builder().seed(3)
+                    .updater(new Adam(1e-2)).list()
+                    .layer(new ConvolutionLayer.Builder(3, 3).nOut(4).activation(Activation.IDENTITY).build())
+                    .layer(new BatchNormalization.Builder().lockGammaBeta(true).gamma(fixed[0]).beta(fixed[1]).build())
+                    .layer(new OutputLayer.Builder(LossFunction.MCXENT).nOut(3).activation(Activation.SOFTMAX).build())
+                    .setInputType(InputType.convolutional(6, 6, 2)).build());
+            original.init();
+            MultiLayerNetwork converted = BatchNormToGroupNorm.convert(original,
+                    new BatchNormToGroupNorm.Options().groups(2));
+            org.deeplearning4j.nn.api.Layer gn = converted.getLayer(1);
+            INDArray x = Nd4j.rand(DataType.FLOAT, 2, 2, 6, 6);
+            converted.fit(x, Nd4j.eye(3).getRows(0, 1));
+            if (fixed[0] == 1) {
+                assertEquals(0, gn.numParams(), "identity: no parameters at all");
+            } else {
+                assertEquals(Nd4j.valueArrayOf(new long[]{4}, 2.0, DataType.FLOAT), gn.getParam("gamma"));
+                assertEquals(Nd4j.valueArrayOf(new long[]{4}, 0.5, DataType.FLOAT), gn.getParam("beta"));
+            }
+            // After training, the output is still (x - mean) / std * gamma + beta with the fixed values.
+            INDArray conv = converted.feedForwardToLayer(0, x, false).get(1);
+            INDArray grouped = conv.reshape(2, 2, 2 * 16);   // [N, G, C/G * H * W] of the 4x4x4 conv output
+            INDArray mean = grouped.mean(true, 2);
+            INDArray std = org.nd4j.linalg.ops.transforms.Transforms.sqrt(grouped.var(false, 2).reshape(2, 2, 1)
+                    .add(1e-5));
+            INDArray expected = grouped.sub(mean).div(std).mul(fixed[0]).add(fixed[1]).reshape(
+                    conv.shape());
+            assertTrue(expected.equalsWithEps(converted.feedForwardToLayer(1, x, false).get(2), 1e-4));
+        }
+    }
+
     @Test
     void convertedLayersPassTheGradientCheck() {
         Nd4j.setDefaultDataTypes(DataType.DOUBLE, DataType.DOUBLE);

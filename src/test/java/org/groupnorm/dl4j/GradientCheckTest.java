@@ -28,7 +28,7 @@ class GradientCheckTest {
     }
 
     static Stream<Arguments> layoutsAndEngines() {
-        return Stream.of(TensorLayout.values()).flatMap(layout -> Stream.of(Engine.KERNEL, Engine.SAMEDIFF)
+        return Stream.of(TensorLayout.values()).flatMap(layout -> Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF)
                 .map(engine -> Arguments.of(layout, engine)));
     }
 
@@ -49,20 +49,20 @@ class GradientCheckTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void withoutAffineParametersPass(Engine engine) {
         check(TestNetworks.forLayout(TensorLayout.NCHW, new GroupNormalization.Builder().groups(2).affine(false),
                 new NoOp(), DataType.DOUBLE), engine);
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void stackedLayersPass(Engine engine) {
         check(TestNetworks.stacked(new NoOp(), DataType.DOUBLE), engine);
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void flattenedImageInputPasses(Engine engine) {
         check(TestNetworks.convolutionalFlat(new NoOp(), DataType.DOUBLE), engine);
     }
@@ -75,7 +75,7 @@ class GradientCheckTest {
 
     static Stream<Arguments> recurrentLayoutsAndEngines() {
         return Stream.of(TensorLayout.NCW, TensorLayout.NWC).flatMap(layout -> Stream.of(Engine.KERNEL,
-                Engine.SAMEDIFF).map(engine -> Arguments.of(layout, engine)));
+                Engine.PORTABLE, Engine.SAMEDIFF).map(engine -> Arguments.of(layout, engine)));
     }
 
     private static void check(TestNetworks.Case c, Engine engine) {

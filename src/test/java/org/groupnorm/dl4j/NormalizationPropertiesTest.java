@@ -18,7 +18,7 @@ class NormalizationPropertiesTest {
     private static final double EPS = 1e-5;
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void oneGroupIsLayerNormOverChannelsAndSpace(Engine engine) {
         INDArray x = Nd4j.randn(DataType.DOUBLE, 3, 6, 4, 5);
         INDArray y = layer(6, 1, engine).forward(x);
@@ -29,7 +29,7 @@ class NormalizationPropertiesTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void oneChannelPerGroupIsInstanceNorm(Engine engine) {
         INDArray x = Nd4j.randn(DataType.DOUBLE, 3, 6, 4, 5);
         INDArray y = layer(6, 6, engine).forward(x);
@@ -40,7 +40,7 @@ class NormalizationPropertiesTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void oneExampleNeverDependsOnTheOthers(Engine engine) {
         INDArray batch = Nd4j.randn(DataType.DOUBLE, 3, 6, 4, 4);
         INDArray inBatch = layer(6, 3, engine).forward(batch).get(NDArrayIndex.point(1)).dup();
@@ -55,7 +55,7 @@ class NormalizationPropertiesTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void maskedTimeStepsStayOutOfTheStatisticsAndOutputZero(Engine engine) {
         for (TensorLayout layout : new TensorLayout[]{TensorLayout.NCW, TensorLayout.NWC}) {
             int steps = 6;
@@ -88,7 +88,7 @@ class NormalizationPropertiesTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void aFullyMaskedSequenceOutputsZeroNotNaN(Engine engine) {
         INDArray x = Nd4j.randn(DataType.DOUBLE, 2, 4, 3);
         INDArray mask = Nd4j.ones(DataType.DOUBLE, 2, 3);
@@ -96,6 +96,52 @@ class NormalizationPropertiesTest {
         INDArray y = layer(4, 2, engine, TensorLayout.NCW).forward(x, mask);
         assertEquals(0, y.get(NDArrayIndex.point(1)).amaxNumber().doubleValue(), 0.0);
         assertTrue(y.get(NDArrayIndex.point(0)).amaxNumber().doubleValue() > 0);
+    }
+
+    /** Padding is never read: any finite value there (and, in the layer's engines, NaN or infinity) changes nothing. */
+    @ParameterizedTest
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
+    void paddingOfAnyValueChangesNothing(Engine engine) {
+        INDArray x = Nd4j.randn(DataType.DOUBLE, 2, 4, 6);
+        INDArray mask = Nd4j.createFromArray(new double[][]{{0, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 0}});
+        INDArray dy = Nd4j.randn(DataType.DOUBLE, 2, 4, 6);
+        GroupNormHarness reference = layer(4, 2, engine, TensorLayout.NCW);
+        INDArray expected = reference.forward(padded(x, mask, 0), mask).dup();
+        INDArray expectedDx = reference.backward(dy).getSecond().dup();
+        java.util.List<Double> paddings = new java.util.ArrayList<>(java.util.List.of(1e4, 1e6, 1e30, -3e38));
+        if (engine != Engine.SAMEDIFF) {
+            paddings.addAll(java.util.List.of(Double.NaN, Double.POSITIVE_INFINITY));
+        }
+        for (double padding : paddings) {
+            GroupNormHarness gn = layer(4, 2, engine, TensorLayout.NCW);
+            INDArray y = gn.forward(padded(x, mask, padding), mask);
+            assertEquals(0, expected.sub(y).amaxNumber().doubleValue(), 1e-12, "padding " + padding);
+            assertEquals(0, expectedDx.sub(gn.backward(dy).getSecond()).amaxNumber().doubleValue(), 1e-12,
+                    "padding " + padding);
+        }
+    }
+
+    /** A mask means present or not: 0.5 is as present as 1 (DL4J's masks are 0/1; other values are not weights). */
+    @ParameterizedTest
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
+    void anyNonZeroMaskValueMeansPresent(Engine engine) {
+        INDArray x = Nd4j.randn(DataType.DOUBLE, 2, 4, 6);
+        INDArray binary = Nd4j.createFromArray(new double[][]{{0, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 0}});
+        INDArray y = layer(4, 2, engine, TensorLayout.NCW).forward(x, binary).dup();
+        INDArray half = layer(4, 2, engine, TensorLayout.NCW).forward(x, binary.mul(0.5));
+        assertEquals(0, y.sub(half).amaxNumber().doubleValue(), 1e-12);
+    }
+
+    private static INDArray padded(INDArray x, INDArray mask, double padding) {
+        INDArray out = x.dup();
+        for (int n = 0; n < mask.size(0); n++) {
+            for (int t = 0; t < mask.size(1); t++) {
+                if (mask.getDouble(n, t) == 0) {
+                    out.get(NDArrayIndex.point(n), NDArrayIndex.all(), NDArrayIndex.point(t)).assign(padding);
+                }
+            }
+        }
+        return out;
     }
 
     private static GroupNormHarness layer(int channels, int groups, Engine engine) {

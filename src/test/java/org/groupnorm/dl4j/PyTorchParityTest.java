@@ -34,7 +34,7 @@ class PyTorchParityTest {
     static Stream<Arguments> cases() throws IOException, URISyntaxException {
         Path root = Path.of(PyTorchParityTest.class.getResource("/fixtures/groupnorm-pytorch").toURI());
         try (Stream<Path> dirs = Files.list(root)) {
-            return dirs.sorted().map(Path::toFile).flatMap(dir -> Stream.of(Engine.KERNEL, Engine.SAMEDIFF)
+            return dirs.sorted().map(Path::toFile).flatMap(dir -> Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF)
                     .flatMap(engine -> Stream.of(DataType.DOUBLE, DataType.FLOAT)
                             .map(type -> Arguments.of(dir.getName(), dir, engine, type))))
                     .toList().stream();

@@ -26,7 +26,7 @@ class ReferenceTest {
 
     static Stream<Arguments> randomShapes() {
         Random random = new Random(7);
-        return Stream.of(TensorLayout.values()).flatMap(layout -> Stream.of(Engine.KERNEL, Engine.SAMEDIFF)
+        return Stream.of(TensorLayout.values()).flatMap(layout -> Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF)
                 .flatMap(engine -> Stream.of(1, 3).map(batch -> {
                     int groups = 1 + random.nextInt(3);           // 1..3
                     int perGroup = new int[]{1, 3, 5}[random.nextInt(3)];
@@ -65,7 +65,7 @@ class ReferenceTest {
     }
 
     static Stream<Arguments> scaleOrCenterAlone() {
-        return Stream.of(Engine.KERNEL, Engine.SAMEDIFF).flatMap(engine -> Stream.of(true, false)
+        return Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF).flatMap(engine -> Stream.of(true, false)
                 .flatMap(scale -> Stream.of(true, false).map(masked -> Arguments.of(engine, scale, masked))));
     }
 
@@ -108,8 +108,32 @@ class ReferenceTest {
         }
     }
 
+    /**
+     * Half precision input: statistics in float32, so inputs whose squares overflow half (|x| &gt; 256) normalize
+     * fine; the result is the float32 result rounded to half.
+     */
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"AUTO", "PORTABLE", "SAMEDIFF"})
+    void halfPrecisionMatchesFloatToHalfPrecision(Engine engine) {
+        for (double std : new double[]{1, 100, 300}) {
+            long[] shape = {1, 8, 64, 64};
+            double[] x = gaussian(new Random(5), shapeLength(shape), 10.0, std);
+            double[] gamma = gaussian(new Random(6), 8, 1.0, 0.5);
+            double[] beta = gaussian(new Random(7), 8, 0.0, 0.5);
+            GroupNormalization conf = new GroupNormalization.Builder().nIn(8).groups(4).build();
+            INDArray half = new GroupNormHarness(conf, DataType.HALF, engine)
+                    .withParams(Nd4j.createFromArray(gamma), Nd4j.createFromArray(beta))
+                    .forward(Nd4j.createFromArray(x).reshape(shape).castTo(DataType.HALF));
+            double[] expected = ReferenceGroupNorm.forward(Nd4j.createFromArray(x).castTo(DataType.HALF)
+                    .castTo(DataType.DOUBLE).data().asDouble(), shape, TensorLayout.NCHW, 4, 1e-5, gamma, beta, null);
+            assertEquals(DataType.HALF, half.dataType());
+            // Outputs are within about 4 of 0; half has 11 significant bits: 2^-11 * 4 ~ 2e-3, plus gamma's rounding.
+            assertClose(expected, half, 4e-3);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void float32StaysAccurateWhenMeanDwarfsStd(Engine engine) {
         long[] shape = {2, 8, 16, 16};
         double[] x = gaussian(new Random(3), shapeLength(shape), 1e3, 1.0);
@@ -123,7 +147,7 @@ class ReferenceTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void constantInputReturnsBetaExactly(Engine engine) {
         for (DataType type : new DataType[]{DataType.FLOAT, DataType.DOUBLE}) {
             double[] beta = {0.1, -2.5, 3.0, 7.25};
@@ -140,7 +164,7 @@ class ReferenceTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void nanStaysInsideItsOwnGroup(Engine engine) {
         INDArray x = Nd4j.rand(DataType.FLOAT, 2, 4, 3, 3);
         x.putScalar(new long[]{1, 2, 0, 0}, Float.NaN);   // example 1, group 1 (channels 2-3)
@@ -161,7 +185,7 @@ class ReferenceTest {
     }
 
     @ParameterizedTest
-    @EnumSource(names = {"KERNEL", "SAMEDIFF"})
+    @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void minibatchAndSpatialSizesMayChangeBetweenCalls(Engine engine) {
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().nIn(6).groups(3).build(),
                 DataType.DOUBLE, engine);

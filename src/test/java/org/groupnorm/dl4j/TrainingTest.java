@@ -70,6 +70,20 @@ class TrainingTest {
                 java.util.List.of(data(64, 9)))).accuracy() > 0.9);
     }
 
+    /** DL4J trains HALF networks (with SGD: Adam in HALF goes NaN in DL4J M2.1 whatever the layers). */
+    @Test
+    void halfPrecisionNetworkLearns() {
+        TestNetworks.Case c = TestNetworks.forLayout(TensorLayout.NCHW, new GroupNormalization.Builder().groups(2),
+                new org.nd4j.linalg.learning.config.Sgd(0.01), DataType.HALF);
+        DataSet train = new DataSet(c.input().castTo(DataType.HALF), c.labels().castTo(DataType.HALF));
+        double before = c.net().score(train);
+        for (int i = 0; i < 10; i++) {
+            c.net().fit(train);
+        }
+        double after = c.net().score(train);
+        assertTrue(Double.isFinite(after) && after < 0.1 * before, "loss " + before + " -> " + after);
+    }
+
     @Test
     void computationGraphLearns() {
         MultiLayerNetwork mln = new MultiLayerNetwork(cnn(WorkspaceMode.ENABLED));

@@ -85,6 +85,9 @@ public final class GroupNormKernel {
         double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
         double[] weights = masks == null ? null : geo.weights(masks, n);
         geo.read(in, n, g, xs);
+        if (weights != null) {
+            dropPadding(xs, weights, geo.slabSize);
+        }
         int count = weights == null ? geo.slabSize : presentCount(weights, geo.slabSize);
         double mean = count == 0 ? 0 : mean(xs, weights, geo.slabSize, count);
         double variance = count == 0 ? 0 : variance(xs, weights, geo.slabSize, count, mean);
@@ -167,9 +170,8 @@ public final class GroupNormKernel {
         geo.read(in, n, g, xs);
         geo.read(gradOut, n, g, dys);
         if (weights != null) {
-            for (int i = 0; i < geo.slabSize; i++) {
-                dys[i] *= weights[i];
-            }
+            dropPadding(xs, weights, geo.slabSize);
+            dropPadding(dys, weights, geo.slabSize);
         }
         double mean = stats.mean[unit];
         double rstd = stats.rstd[unit];
@@ -305,6 +307,15 @@ public final class GroupNormKernel {
             s0 += dy[i] * (xs[i] - mean);
         }
         return (s0 + s1) + (s2 + s3);
+    }
+
+    /** Zeroes padded elements, whatever they hold (NaN too), so that no later product can bring them back. */
+    private static void dropPadding(double[] values, double[] weights, int size) {
+        for (int i = 0; i < size; i++) {
+            if (weights[i] == 0) {
+                values[i] = 0;
+            }
+        }
     }
 
     private static int presentCount(double[] weights, int size) {

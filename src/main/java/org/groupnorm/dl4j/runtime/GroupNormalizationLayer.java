@@ -18,7 +18,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * The runtime GroupNorm layer that {@link GroupNormalization#instantiate} returns. It validates each input against
- * the configuration, picks an engine (the CPU kernel where it applies, the SameDiff graph elsewhere) and hands DL4J
+ * the configuration, picks an engine (the CPU kernel where it applies, the portable engine elsewhere) and hands DL4J
  * exact gradients. Parameters live in DL4J's flat views, so {@code setParam}, {@code setParams} and
  * {@code getParam} behave as for every built-in layer.
  */
@@ -26,21 +26,37 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
 
     /** How the layer executes GroupNorm. */
     public enum Engine {
-        /** The CPU kernel when the backend and data type allow it, else SameDiff. */
+        /** The CPU kernel where the backend and data type allow it (CPU, FLOAT/DOUBLE), else the portable engine. */
         AUTO,
         /** Always the CPU kernel (CPU backend, FLOAT/DOUBLE only). */
         KERNEL,
-        /** Always the backend-neutral SameDiff graph. */
+        /** Always the backend-neutral engine of ND4J operations: what runs on CUDA. */
+        PORTABLE,
+        /**
+         * Always {@link org.groupnorm.dl4j.GroupNorm#groupNorm}, the public SameDiff definition, run as a
+         * differentiated graph: slow, for checking that function against the others.
+         */
         SAMEDIFF;
 
-        /** The default for new layers: system property {@code groupnorm.engine} (auto, kernel, samediff), else AUTO. */
+        static final String PROPERTY = "groupnorm.engine";
+
+        /** The default for new layers: system property {@code groupnorm.engine}, else AUTO. */
         static Engine fromSystemProperty() {
-            return valueOf(System.getProperty("groupnorm.engine", "auto").trim().toUpperCase());
+            String value = System.getProperty(PROPERTY, "auto").trim();
+            for (Engine engine : values()) {
+                if (engine.name().equalsIgnoreCase(value)) {
+                    return engine;
+                }
+            }
+            throw new IllegalArgumentException("-D" + PROPERTY + "=" + value + " is not an engine; use one of "
+                    + java.util.Arrays.stream(values()).map(e -> e.name().toLowerCase())
+                    .collect(java.util.stream.Collectors.joining(", ")));
         }
     }
 
     private Engine engine = Engine.fromSystemProperty();
     private final KernelEngine kernel = new KernelEngine();
+    private final PortableEngine portable = new PortableEngine();
     private final SameDiffEngine sameDiff = new SameDiffEngine();
 
     public GroupNormalizationLayer(NeuralNetConfiguration conf, DataType dataType) {
@@ -115,10 +131,12 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         switch (engine) {
             case KERNEL:
                 return kernel;
+            case PORTABLE:
+                return portable;
             case SAMEDIFF:
                 return sameDiff;
             default:
-                return GroupNormKernel.supports(call.x()) ? kernel : sameDiff;
+                return GroupNormKernel.supports(call.x()) ? kernel : portable;
         }
     }
 
