@@ -1,7 +1,6 @@
 package org.groupnorm.dl4j.examples;
 
 import java.io.File;
-import java.nio.file.Paths;
 import java.util.Arrays;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.modelimport.keras.KerasModelImport;
@@ -52,9 +51,13 @@ public class KerasImportExample {
         // 3. Evaluate, fine-tune one epoch with the file's optimizer (Adam 1e-3), evaluate again.
         FashionMnist data;
         try {
-            data = FashionMnist.locate(args.length > 0 ? Paths.get(args[0]) : null);
+            data = FashionMnist.fromArgs(args);
         } catch (IdxFile.DataFileException e) {
-            System.err.println("Cannot read Fashion-MNIST: " + e.getMessage());
+            System.err.println("Cannot read Fashion-MNIST: " + e.getMessage());   // names the file and the problem
+            System.exit(1);
+            return;
+        } catch (IllegalArgumentException e) {
+            System.err.println(e.getMessage());   // the usage
             System.exit(1);
             return;
         }

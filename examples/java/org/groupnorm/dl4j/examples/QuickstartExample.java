@@ -2,7 +2,6 @@ package org.groupnorm.dl4j.examples;
 
 import java.io.File;
 import java.io.IOException;
-import java.nio.file.Paths;
 import java.util.Arrays;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.MultiLayerConfiguration;
@@ -50,11 +49,15 @@ public class QuickstartExample {
         DataSet test;
         FashionMnist data;
         try {
-            data = FashionMnist.locate(args.length > 0 ? Paths.get(args[0]) : null);
+            data = FashionMnist.fromArgs(args);
             train = data.train(TRAIN_PER_CLASS);
             test = data.test(TEST_PER_CLASS);
         } catch (IdxFile.DataFileException e) {
             System.err.println("Cannot read Fashion-MNIST: " + e.getMessage());   // names the file and the problem
+            System.exit(1);
+            return;
+        } catch (IllegalArgumentException e) {
+            System.err.println(e.getMessage());   // the usage
             System.exit(1);
             return;
         }

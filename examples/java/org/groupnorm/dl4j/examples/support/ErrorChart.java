@@ -23,11 +23,14 @@ public final class ErrorChart {
     /** Writes {@code file} (a .png name). */
     public static void writePng(ResultsTable results, String title, Path file) throws IOException {
         System.setProperty("java.awt.headless", "true");   // servers and CI have no display
+        // One process trains each run, so the batch size is per step (the paper's "images per worker").
         CategoryChart chart = new CategoryChartBuilder().width(720).height(480).title(title)
-                .xAxisTitle("batch size (images per worker)").yAxisTitle("test error (%)").build();
+                .xAxisTitle("batch size (images per training step)")
+                .yAxisTitle("test error (%); the axis does not start at 0").build();
         chart.getStyler().setDefaultSeriesRenderStyle(CategorySeries.CategorySeriesRenderStyle.Line);
         chart.getStyler().setOverlapped(true);   // both lines on the category centres, not side by side
-        chart.getStyler().setLegendPosition(Styler.LegendPosition.InsideNW);
+        chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);   // never over a data point
+        chart.getStyler().setLegendLayout(Styler.LegendLayout.Horizontal);
         chart.getStyler().setYAxisDecimalPattern("0.0");
         List<String> batches = new ArrayList<>();
         results.batchSizes().forEach(size -> batches.add(String.valueOf(size)));

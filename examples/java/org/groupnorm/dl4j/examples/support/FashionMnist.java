@@ -59,6 +59,22 @@ public final class FashionMnist {
                 + "t10k-labels-idx1-ubyte (each raw or .gz)");
     }
 
+    /**
+     * The data an example's command line names: {@code --data DIR}, or nothing for {@link #locate}'s defaults.
+     *
+     * @throws IllegalArgumentException for any other arguments, with the usage
+     */
+    public static FashionMnist fromArgs(String... args) {
+        if (args.length == 0) {
+            return locate(null);
+        }
+        if (args.length == 2 && args[0].equals("--data")) {
+            return locate(Paths.get(args[1]));
+        }
+        throw new IllegalArgumentException("usage: [--data DIR] (a folder with the Fashion-MNIST idx files); got "
+                + String.join(" ", args));
+    }
+
     public Path folder() {
         return folder;
     }

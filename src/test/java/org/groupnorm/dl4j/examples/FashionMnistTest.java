@@ -26,6 +26,15 @@ class FashionMnistTest {
     Path dir;
 
     @Test
+    void examplesTakeTheDataFolderAsDashDashData() {
+        assertEquals(EMBEDDED.toAbsolutePath().normalize(),
+                FashionMnist.fromArgs("--data", EMBEDDED.toString()).folder().toAbsolutePath().normalize());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> FashionMnist.fromArgs(EMBEDDED.toString()));
+        assertTrue(e.getMessage().startsWith("usage: [--data DIR]"), e.getMessage());
+    }
+
+    @Test
     void embeddedSubsetHoldsTenThousandTrainingAndTwoThousandTestImagesBalanced() {
         FashionMnist data = FashionMnist.locate(EMBEDDED);
         assertTrue(data.isEmbeddedSubset());

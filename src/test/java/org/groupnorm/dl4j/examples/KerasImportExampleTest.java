@@ -17,7 +17,7 @@ class KerasImportExampleTest {
         PrintStream original = System.out;
         System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
         try {
-            KerasImportExample.main(new String[]{FashionMnist.EMBEDDED_FOLDER});
+            KerasImportExample.main(new String[]{"--data", FashionMnist.EMBEDDED_FOLDER});
         } finally {
             System.setOut(original);
         }
