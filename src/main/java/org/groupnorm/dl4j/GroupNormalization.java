@@ -267,14 +267,14 @@ public class GroupNormalization extends FeedForwardLayer {
             updaterStateSize += getUpdaterByParam(key).stateSize(nIn);
         }
         long perExample = inputType.arrayElementsPerExample();
-        // Per example: the statistics (mean and 1/std per group) kept for backprop; for channels-last layouts also
-        // the channels-first copies of input and output gradient that the SameDiff engine makes (an upper bound:
-        // the CPU kernel reads channels-last arrays in place).
+        // Per example: the statistics (mean and 1/std per group), plus the working arrays of the portable engine
+        // (what runs off the CPU and for HALF), an upper bound for the CPU kernel, which needs none: forward the
+        // centered values and, for channels-last or HALF input, a channels-first copy (2 tensors); backward also
+        // the output-gradient copy (3).
         long statsPerExample = 2L * groupsFor(nIn);
-        long layoutCopies = dataFormat != null && dataFormat.channelsLast() ? 2 * perExample : 0;
         return new LayerMemoryReport.Builder(layerName, GroupNormalization.class, inputType, outputType)
                 .standardMemory(numParams, updaterStateSize)
-                .workingMemory(0, statsPerExample, 2L * nIn, statsPerExample + layoutCopies)
+                .workingMemory(0, statsPerExample + 2 * perExample, 2L * nIn, statsPerExample + 3 * perExample)
                 .cacheMemory(MemoryReport.CACHE_MODE_ALL_ZEROS, MemoryReport.CACHE_MODE_ALL_ZEROS)
                 .build();
     }

@@ -1,8 +1,10 @@
 package org.groupnorm.dl4j;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import org.deeplearning4j.exception.DL4JInvalidInputException;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
@@ -16,8 +18,10 @@ import org.nd4j.linalg.factory.Nd4j;
 /** Every invalid configuration or input fails with a message that names the layer, the value and the rule. */
 class BadInputTest {
 
-    private static void assertFailsWith(Executable action, String... fragments) {
-        Exception e = assertThrows(Exception.class, action);
+    /** The action throws exactly {@code type}, with every fragment in its message. */
+    private static void assertFailsWith(Class<? extends Exception> type, Executable action, String... fragments) {
+        Exception e = assertThrows(type, action);
+        assertEquals(type, e.getClass(), e.toString());
         for (String fragment : fragments) {
             assertTrue(e.getMessage().contains(fragment), "'" + e.getMessage() + "' lacks '" + fragment + "'");
         }
@@ -25,15 +29,15 @@ class BadInputTest {
 
     @Test
     void channelsNotDivisibleByGroups() {
-        assertFailsWith(() -> new GroupNormalization.Builder().name("gn2").nIn(30).groups(4).build(),
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("gn2").nIn(30).groups(4).build(),
                 "GroupNormalization 'gn2'", "30 channels are not divisible by 4 groups");
-        assertFailsWith(() -> new GroupNormalization.Builder().name("gs").nIn(30).groupSize(4).build(),
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("gs").nIn(30).groupSize(4).build(),
                 "'gs'", "30 channels are not divisible by groupSize 4");
     }
 
     @Test
     void channelsNotDivisibleByGroupsFoundFromTheInputType() {
-        assertFailsWith(() -> new NeuralNetConfiguration.Builder().list()
+        assertFailsWith(IllegalArgumentException.class, () -> new NeuralNetConfiguration.Builder().list()
                         .layer(new ConvolutionLayer.Builder(3, 3).nOut(30).build())
                         .layer(new GroupNormalization.Builder().name("gn2").groups(4).build())
                         .setInputType(InputType.convolutional(8, 8, 1)).build(),
@@ -42,32 +46,32 @@ class BadInputTest {
 
     @Test
     void nonPositiveOrTooManyGroups() {
-        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(0).build(), "'g'",
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("g").groups(0).build(), "'g'",
                 "groups must be > 0, got 0");
-        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(-2).build(), "got -2");
-        assertFailsWith(() -> new GroupNormalization.Builder().name("s").groupSize(0).build(), "'s'",
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("g").groups(-2).build(), "got -2");
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("s").groupSize(0).build(), "'s'",
                 "groupSize must be > 0, got 0");
-        assertFailsWith(() -> new GroupNormalization.Builder().name("g").nIn(16).groups(32).build(), "'g'",
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("g").nIn(16).groups(32).build(), "'g'",
                 "32 groups are more than the 16 channels");
     }
 
     @Test
     void bothGroupsAndGroupSize() {
-        assertFailsWith(() -> new GroupNormalization.Builder().name("g").groups(4).groupSize(2).build(), "'g'",
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("g").groups(4).groupSize(2).build(), "'g'",
                 "groups (4) or groupSize (2), not both");
     }
 
     @Test
     void nonPositiveOrNonFiniteEps() {
         for (double eps : new double[]{0, -1e-5, Double.NaN, Double.POSITIVE_INFINITY}) {
-            assertFailsWith(() -> new GroupNormalization.Builder().name("e").eps(eps).build(), "'e'",
+            assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("e").eps(eps).build(), "'e'",
                     "eps must be a finite number > 0, got " + eps);
         }
     }
 
     @Test
     void anActivationFunction() {
-        assertFailsWith(() -> new GroupNormalization.Builder().name("a").activation(Activation.RELU).build(),
+        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("a").activation(Activation.RELU).build(),
                 "'a'", "no activation function", "ActivationLayer");
     }
 
@@ -75,7 +79,7 @@ class BadInputTest {
     void inputWithAnotherChannelCountThanConfigured() {
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
                 .build(), DataType.FLOAT, Engine.AUTO);
-        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 5, 3, 3)), "'gn'", "input has 5 channels",
+        assertFailsWith(DL4JInvalidInputException.class, () -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 5, 3, 3)), "'gn'", "input has 5 channels",
                 "nIn=6");
     }
 
@@ -83,7 +87,7 @@ class BadInputTest {
     void inputOfAnotherRankThanTheLayout() {
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
                 .dataFormat(TensorLayout.NCHW).build(), DataType.FLOAT, Engine.AUTO);
-        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 3)), "'gn'",
+        assertFailsWith(DL4JInvalidInputException.class, () -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 3)), "'gn'",
                 "expected a rank-4 NCHW input, got rank 3");
     }
 
@@ -91,14 +95,14 @@ class BadInputTest {
     void inputOfUnsupportedRank() {
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(6).groups(3)
                 .build(), DataType.FLOAT, Engine.AUTO);
-        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 2, 2, 2, 2)), "'gn'", "rank 6");
+        assertFailsWith(DL4JInvalidInputException.class, () -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 6, 2, 2, 2, 2)), "'gn'", "rank 6");
     }
 
     @Test
     void unsupportedInputType() {
         GroupNormalization gn = new GroupNormalization.Builder().name("gn").groups(2).build();
-        assertFailsWith(() -> gn.getOutputType(0, null), "'gn'", "got null");
-        assertFailsWith(() -> new GroupNormalization.Builder().name("gn").groups(2).dataFormat(TensorLayout.NCW)
+        assertFailsWith(IllegalStateException.class, () -> gn.getOutputType(0, null), "'gn'", "got null");
+        assertFailsWith(IllegalStateException.class, () -> new GroupNormalization.Builder().name("gn").groups(2).dataFormat(TensorLayout.NCW)
                 .build().setNIn(InputType.convolutional(4, 4, 2), false), "'gn'", "dataFormat NCW",
                 "rank 4");
     }
@@ -107,18 +111,18 @@ class BadInputTest {
     void maskOnConvolutionalInput() {
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("gn").nIn(4).groups(2)
                 .build(), DataType.FLOAT, Engine.AUTO);
-        assertFailsWith(() -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 4, 3, 3), Nd4j.ones(DataType.FLOAT, 2, 9)),
+        assertFailsWith(DL4JInvalidInputException.class, () -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 4, 3, 3), Nd4j.ones(DataType.FLOAT, 2, 9)),
                 "'gn'", "a mask of shape [2, 9]", "[N, T] for recurrent input");
     }
 
     @Test
     void settersCheckTheirValueLikeTheBuilder() {
         GroupNormalization gn = new GroupNormalization.Builder().name("s").build();
-        assertFailsWith(() -> gn.setGroups(-4), "GroupNormalization 's'", "groups must be > 0, got -4");
-        assertFailsWith(() -> gn.setGroupSize(-1), "'s'", "groupSize must be > 0, got -1");
-        assertFailsWith(() -> gn.setEps(-1), "'s'", "eps must be a finite number > 0, got -1.0");
+        assertFailsWith(IllegalArgumentException.class, () -> gn.setGroups(-4), "GroupNormalization 's'", "groups must be > 0, got -4");
+        assertFailsWith(IllegalArgumentException.class, () -> gn.setGroupSize(-1), "'s'", "groupSize must be > 0, got -1");
+        assertFailsWith(IllegalArgumentException.class, () -> gn.setEps(-1), "'s'", "eps must be a finite number > 0, got -1.0");
         gn.setGroupSize(2);   // groups is still 32: which one is meant? Said when the layer is used.
-        assertFailsWith(gn::validate, "'s'", "set groups (32) or groupSize (2), not both");
+        assertFailsWith(IllegalArgumentException.class, gn::validate, "'s'", "set groups (32) or groupSize (2), not both");
     }
 
     /** Hand-edited or generated JSON: the values that used to divide by zero, size arrays negatively, or output NaN. */
@@ -128,14 +132,14 @@ class BadInputTest {
                 new org.nd4j.linalg.learning.config.Sgd(0.1), DataType.FLOAT).net().getLayerWiseConfigurations()
                 .toJson();
         String noGroups = json.replace("\"groups\" : 2", "\"groups\" : 0");
-        assertFailsWith(() -> new org.deeplearning4j.nn.multilayer.MultiLayerNetwork(
+        assertFailsWith(IllegalArgumentException.class, () -> new org.deeplearning4j.nn.multilayer.MultiLayerNetwork(
                         org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(noGroups)).init(),
                 "GroupNormalization 'gn'", "groups must be > 0, got 0");
         String negative = json.replace("\"groups\" : 2", "\"groups\" : -4");
-        assertFailsWith(() -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(negative),
+        assertFailsWith(RuntimeException.class, () -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(negative),
                 "groups must be > 0, got -4");
         String badEps = json.replaceFirst("\"eps\" : [0-9.eE-]+", "\"eps\" : -1.0");
-        assertFailsWith(() -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(badEps),
+        assertFailsWith(RuntimeException.class, () -> org.deeplearning4j.nn.conf.MultiLayerConfiguration.fromJson(badEps),
                 "eps must be a finite number > 0, got -1.0");
     }
 
@@ -143,7 +147,7 @@ class BadInputTest {
     void settingNInAloneKeepsNOutEqual() {
         GroupNormalization gn = new GroupNormalization.Builder().nIn(8).groups(2).build();
         gn.setNIn(12);   // what TransferLearning.nOutReplace does to the layer after the one it changes
-        assertTrue(gn.getNOut() == 12, "nOut " + gn.getNOut());
+        assertEquals(12, gn.getNOut());
     }
 
     @Test
@@ -151,7 +155,7 @@ class BadInputTest {
         String before = System.getProperty("groupnorm.engine");
         System.setProperty("groupnorm.engine", "cuda");
         try {
-            assertFailsWith(() -> new GroupNormHarness(new GroupNormalization.Builder().nIn(4).groups(2).build(),
+            assertFailsWith(IllegalArgumentException.class, () -> new GroupNormHarness(new GroupNormalization.Builder().nIn(4).groups(2).build(),
                     DataType.FLOAT, Engine.AUTO), "-Dgroupnorm.engine=cuda is not an engine",
                     "auto, kernel, portable, samediff");
         } finally {
@@ -166,7 +170,7 @@ class BadInputTest {
     @Test
     void unknownChannelCountAtInit() {
         GroupNormalization gn = new GroupNormalization.Builder().name("gn").groups(2).build();
-        assertFailsWith(() -> new GroupNormHarness(gn, DataType.FLOAT, Engine.AUTO), "'gn'",
+        assertFailsWith(IllegalStateException.class, () -> new GroupNormHarness(gn, DataType.FLOAT, Engine.AUTO), "'gn'",
                 "channel count is unknown");
     }
 }

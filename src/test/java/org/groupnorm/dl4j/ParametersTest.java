@@ -81,10 +81,14 @@ class ParametersTest {
         LayerMemoryReport report = gn.getMemoryReport(InputType.convolutional(56, 56, 64));
         assertEquals(128, report.getParameterSize());
         assertEquals(256, report.getUpdaterStateSize());   // Adam: two values per parameter
-        long training = report.getMemoryBytes(MemoryType.WORKING_MEMORY_FIXED, 8, MemoryUseMode.TRAINING,
-                CacheMode.NONE, DataType.FLOAT);
-        assertTrue(training > 0);
-        assertTrue(report.getMemoryBytes(MemoryType.ACTIVATIONS, 8, MemoryUseMode.INFERENCE, CacheMode.NONE,
-                DataType.FLOAT) >= 8L * 64 * 56 * 56 * 4);
+        long tensor = 64L * 56 * 56;   // elements per example
+        assertEquals(2 * 64 * 4, report.getMemoryBytes(MemoryType.WORKING_MEMORY_FIXED, 8, MemoryUseMode.TRAINING,
+                CacheMode.NONE, DataType.FLOAT), "gamma and beta gradients");
+        assertEquals(8 * (2 * 32 + 3 * tensor) * 4, report.getMemoryBytes(MemoryType.WORKING_MEMORY_VARIABLE, 8,
+                MemoryUseMode.TRAINING, CacheMode.NONE, DataType.FLOAT), "statistics + the portable engine's copies");
+        assertEquals(8 * (2 * 32 + 2 * tensor) * 4, report.getMemoryBytes(MemoryType.WORKING_MEMORY_VARIABLE, 8,
+                MemoryUseMode.INFERENCE, CacheMode.NONE, DataType.FLOAT));
+        assertEquals(8 * tensor * 4, report.getMemoryBytes(MemoryType.ACTIVATIONS, 8, MemoryUseMode.INFERENCE,
+                CacheMode.NONE, DataType.FLOAT));
     }
 }

@@ -51,6 +51,8 @@ class SmallBatchResNetSmokeTest {
         PrintStream quiet = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
         ResultsTable first = SmallBatchResNetExample.run(ExperimentOptions.parse(args), quiet);
         ResultsTable second = SmallBatchResNetExample.run(ExperimentOptions.parse(args), quiet);
+        assertEquals(2, first.runs().size(), "BN and GN at batch 4");   // else the loop below proves nothing
+        assertEquals(first.runs().size(), second.runs().size());
         for (int i = 0; i < first.runs().size(); i++) {
             RunResult a = first.runs().get(i);
             RunResult b = second.runs().get(i);
