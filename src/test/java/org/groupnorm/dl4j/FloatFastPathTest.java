@@ -44,7 +44,7 @@ class FloatFastPathTest {
         double[] gamma = floats(gaussian(random, channels, 1.0, 0.5));
         double[] beta = floats(gaussian(random, channels, 0.0, 0.5));
         double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
-        checkAgainstReference(layout, shape, groups, x, gamma, beta, dy, 1e-4);
+        checkAgainstReference(layout, shape, groups, x, gamma, beta, dy, 1e-6);
     }
 
     @Test
@@ -61,7 +61,7 @@ class FloatFastPathTest {
         double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
         double[] beta = floats(gaussian(random, 4, 0.0, 0.5));
         double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
-        checkAgainstReference(TensorLayout.NCHW, shape, 1, x, gamma, beta, dy, 1e-4);
+        checkAgainstReference(TensorLayout.NCHW, shape, 1, x, gamma, beta, dy, 1e-6);
     }
 
     @Test
@@ -72,7 +72,9 @@ class FloatFastPathTest {
         double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
         double[] beta = floats(gaussian(random, 4, 0.0, 0.5));
         double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
-        checkAgainstReference(TensorLayout.NCHW, shape, 2, x, gamma, beta, dy, 2e-3);
+        // Float32 rounding of the outputs (errors seen: 4e-7): the shift and the mean residual make |mean| >> std
+        // cost no accuracy.
+        checkAgainstReference(TensorLayout.NCHW, shape, 2, x, gamma, beta, dy, 1e-6);
     }
 
     private static void checkAgainstReference(TensorLayout layout, long[] shape, int groups, double[] x,
@@ -90,8 +92,10 @@ class FloatFastPathTest {
         assertClose(dx, grads.getSecond(), tolerance * scale(dx));
         double[] dGamma = ReferenceGroupNorm.gammaGradient(x, shape, layout, groups, eps, gamma, beta, null, dy);
         assertClose(dGamma, grads.getFirst().getGradientFor("gamma"), tolerance * scale(dGamma));
-        assertClose(betaGradient(layout, shape, dy), grads.getFirst().getGradientFor("beta"),
-                tolerance * scale(dy) * Math.sqrt(x.length));
+        // dbeta is a plain sum of dy: float32 partial sums of a few dozen terms added in double, so its error is a
+        // few float roundings of the summed magnitudes, however many terms there are.
+        double[] dBeta = betaGradient(layout, shape, dy);
+        assertClose(dBeta, grads.getFirst().getGradientFor("beta"), 1e-6 * largestChannelSum(layout, shape, dy));
     }
 
     /** dbeta_c = sum of dy over every example and position of channel c. */
@@ -107,6 +111,15 @@ class FloatFastPathTest {
             }
         }
         return grad;
+    }
+
+    /** max over channels of the sum of |dy|: what a channel's dbeta sum can lose to rounding scales with it. */
+    private static double largestChannelSum(TensorLayout layout, long[] shape, double[] dy) {
+        double[] magnitudes = new double[dy.length];
+        for (int i = 0; i < dy.length; i++) {
+            magnitudes[i] = Math.abs(dy[i]);
+        }
+        return scale(betaGradient(layout, shape, magnitudes));
     }
 
     /** The largest magnitude in the array (at least 1): tolerances are relative to it. */

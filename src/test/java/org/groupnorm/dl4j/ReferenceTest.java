@@ -149,24 +149,28 @@ class ReferenceTest {
     @ParameterizedTest
     @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void constantInputReturnsBetaExactly(Engine engine) {
+        // 3x3 rows take the kernel's general path, 8x8 float32 rows its SIMD fast path.
+        for (long side : new long[]{3, 8}) {
         for (DataType type : new DataType[]{DataType.FLOAT, DataType.DOUBLE}) {
             double[] beta = {0.1, -2.5, 3.0, 7.25};
             GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().nIn(4).groups(2).build(),
                     type, engine).withParams(Nd4j.createFromArray(1.5, 2.0, -1.0, 0.5), Nd4j.createFromArray(beta));
-            INDArray y = gn.forward(Nd4j.valueArrayOf(new long[]{2, 4, 3, 3}, 1000.1).castTo(type));
+            INDArray y = gn.forward(Nd4j.valueArrayOf(new long[]{2, 4, side, side}, 1000.1).castTo(type));
             for (int c = 0; c < 4; c++) {
                 INDArray channel = y.get(org.nd4j.linalg.indexing.NDArrayIndex.all(),
                         org.nd4j.linalg.indexing.NDArrayIndex.point(c));
                 assertEquals(0.0, channel.sub(Nd4j.valueArrayOf(channel.shape(), beta[c], type))
-                        .amaxNumber().doubleValue(), 0.0, type + " channel " + c + ": " + channel);
+                        .amaxNumber().doubleValue(), 0.0, type + " " + side + "x" + side + " channel " + c);
             }
+        }
         }
     }
 
     @ParameterizedTest
     @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void nanStaysInsideItsOwnGroup(Engine engine) {
-        INDArray x = Nd4j.rand(DataType.FLOAT, 2, 4, 3, 3);
+        for (long side : new long[]{3, 8}) {   // the kernel's general path, then its SIMD fast path
+        INDArray x = Nd4j.rand(DataType.FLOAT, 2, 4, side, side);
         x.putScalar(new long[]{1, 2, 0, 0}, Float.NaN);   // example 1, group 1 (channels 2-3)
         GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().nIn(4).groups(2).build(),
                 DataType.FLOAT, engine);
@@ -179,8 +183,9 @@ class ReferenceTest {
                 boolean hasNaN = Nd4j.getExecutioner().exec(new org.nd4j.linalg.api.ops.impl.reduce.longer
                         .MatchCondition(slab, org.nd4j.linalg.indexing.conditions.Conditions.isNan()))
                         .getInt(0) > 0;
-                assertEquals(poisoned, hasNaN, "example " + n + " channel " + c);
+                assertEquals(poisoned, hasNaN, side + "x" + side + " example " + n + " channel " + c);
             }
+        }
         }
     }
 
