@@ -4,7 +4,9 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.Random;
 import org.deeplearning4j.nn.graph.ComputationGraph;
@@ -82,9 +84,13 @@ public class SmallBatchResNetExample {
 
         // 2. Train and evaluate both norms at every batch size.
         ResultsTable results = new ResultsTable();
-        long totalExamples = (long) train.numExamples() * options.epochs() * options.batchSizes().size()
-                * options.norms().size();
-        Progress progress = new Progress(out, options.progressSeconds(), totalExamples);
+        List<Progress.PlannedRun> plan = new ArrayList<>();
+        for (int batchSize : options.batchSizes()) {
+            for (SmallResNet.Norm norm : options.norms()) {
+                plan.add(new Progress.PlannedRun(batchSize, trainedExamples(train, batchSize, options.epochs())));
+            }
+        }
+        Progress progress = new Progress(out, options.progressSeconds(), plan);
         for (int batchSize : options.batchSizes()) {
             for (SmallResNet.Norm norm : options.norms()) {
                 RunResult result = trainAndEvaluate(options, norm, batchSize, train, test, progress);
@@ -109,6 +115,11 @@ public class SmallBatchResNetExample {
         return results;
     }
 
+    /** Training examples a run sees: whole batches only (an epoch's last partial batch is dropped). */
+    private static long trainedExamples(DataSet train, int batchSize, int epochs) {
+        return (long) train.numExamples() / batchSize * batchSize * epochs;
+    }
+
     private static RunResult trainAndEvaluate(ExperimentOptions options, SmallResNet.Norm norm, int batchSize,
                                               DataSet train, DataSet test, Progress progress) {
         String name = (norm == SmallResNet.Norm.BATCH ? "BN" : "GN");
@@ -120,7 +131,7 @@ public class SmallBatchResNetExample {
 
         int examples = train.numExamples();
         int steps = examples / batchSize;   // the last partial batch of an epoch is dropped: every step is full size
-        progress.startRun(name + " batch " + batchSize, (long) steps * batchSize * options.epochs());
+        progress.startRun(name + " batch " + batchSize);
         INDArray features = train.getFeatures().reshape(examples, -1);
         INDArray labels = train.getLabels();
         long[] imageShape = train.getFeatures().shape();
