@@ -37,10 +37,7 @@ final class PortableEngine implements GroupNormEngine {
             Groups groups = Groups.of(call);
             Statistics stats = statistics(groups, call.x(), call.eps());
             // y = centered * (rstd * gamma_c) + beta_c: one scale per (example, channel), then one shift per channel.
-            INDArray scale = groups.perChannel(stats.rstd());                   // [N, C, 1]
-            if (call.gamma() != null) {
-                scale.muli(call.gamma().castTo(groups.computeType()).reshape(1, -1, 1));
-            }
+            INDArray scale = channelScale(groups.perChannel(stats.rstd()), call.gamma(), groups);
             INDArray centered = stats.centered().reshape(groups.rows());
             INDArray out = groups.writesDirectly(y) ? y.reshape(groups.rows()) : centered;
             Nd4j.exec(new MulOp(new INDArray[]{centered, scale}, new INDArray[]{out}));
@@ -72,8 +69,8 @@ final class PortableEngine implements GroupNormEngine {
             INDArray sumDyCentered = Nd4j.createUninitialized(groups.computeType(), groups.examples(),
                     groups.channels());
             Nd4j.exec(new Dot(gradOut, centered, sumDyCentered, 2));
-            INDArray rstd = groups.perChannel(stats.rstd()).reshape(groups.examples(), groups.channels());
-            INDArray sumDyXhat = sumDyCentered.muli(rstd);
+            INDArray rstdPerChannel = groups.perChannel(stats.rstd());                            // [N, C, 1]
+            INDArray sumDyXhat = sumDyCentered.muli(rstdPerChannel.reshape(groups.examples(), groups.channels()));
             if (dBeta != null) {
                 dBeta.assign(sumDy.sum(0));
             }
@@ -92,10 +89,7 @@ final class PortableEngine implements GroupNormEngine {
             INDArray grouped = stats.centered();
             grouped.muli(meanDyXhat.muli(stats.rstd()).muli(stats.rstd()).negi())
                     .subi(meanDy.muli(stats.rstd()));
-            INDArray dyScale = groups.perChannel(stats.rstd());                                    // [N, C, 1]
-            if (gamma != null) {
-                dyScale.muli(gamma.reshape(1, -1, 1));
-            }
+            INDArray dyScale = channelScale(rstdPerChannel, call.gamma(), groups);                // [N, C, 1]
             INDArray out = groups.writesDirectly(dx) ? dx.reshape(groups.rows())
                     : Nd4j.createUninitialized(groups.computeType(), groups.rows());
             Nd4j.exec(new MulOp(new INDArray[]{gradOut, dyScale}, new INDArray[]{out}));
@@ -108,6 +102,12 @@ final class PortableEngine implements GroupNormEngine {
             }
         }
         return dx;
+    }
+
+    /** rstd * gamma_c per (example, channel), [N, C, 1], in place in {@code rstdPerChannel}; rstd when no gamma. */
+    private static INDArray channelScale(INDArray rstdPerChannel, INDArray gamma, Groups groups) {
+        return gamma == null ? rstdPerChannel
+                : rstdPerChannel.muli(gamma.castTo(groups.computeType()).reshape(1, -1, 1));
     }
 
     /** x - mean over the present elements, [N, G, L] (a new array), and 1/sqrt(var + eps), [N, G, 1]. */
@@ -160,15 +160,9 @@ final class PortableEngine implements GroupNormEngine {
                     .reshape(examples, call.groups(), perGroup);
             INDArray perExample = positionPresent.sum(true, 2).muli(channelsFirst[1] / call.groups());
             INDArray present = Transforms.max(perExample, 1.0, false);   // an all-padding example: 0 / 1, not NaN
-            int[] firstPresent = new int[(int) examples];
-            for (int n = 0; n < examples; n++) {
-                INDArray row = positionPresent.get(NDArrayIndex.point(n), NDArrayIndex.point(0), NDArrayIndex.all());
-                int s = 0;
-                while (s < positions - 1 && row.getDouble(s) == 0) {
-                    s++;
-                }
-                firstPresent[n] = s;
-            }
+            // One argmax and one small transfer, not a host read per position (each a device sync on CUDA). An
+            // all-padding example gets 0: its group is all zeros whatever the shift.
+            int[] firstPresent = positionPresent.reshape(examples, positions).argMax(1).toIntVector();
             return new Groups(layout, channelsFirst, call.groups(), computeType, presence, present, firstPresent);
         }
 
