@@ -68,6 +68,7 @@ public class GroupNormBenchmark {
             // instead of recompiling it in the middle of a later shape's measurement.
             Shape shape = Shape.parse(spec);
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(), shape.x, shape.dy));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(), shape.xNhwc, shape.dyNhwc));
         }
         // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
         // by the kernel would hand it slow fresh allocations), before the rounds: measured after them, the first
@@ -85,8 +86,10 @@ public class GroupNormBenchmark {
         // The fast columns and torch alternate in rounds: this machine's speed drifts over minutes (shared host), and
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
-        Map<String, List<double[]>> measured = new LinkedHashMap<>();   // per shape, per round: GN fwd, f+b, floor
-        Map<String, List<double[]>> torch = new LinkedHashMap<>();      // per shape, per round: fwd, f+b, BN f+b
+        // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b. Torch: GN fwd, f+b, BN f+b, channels_last f+b,
+        // GN+ReLU f+b, GN+SiLU f+b.
+        Map<String, List<double[]>> measured = new LinkedHashMap<>();
+        Map<String, List<double[]>> torch = new LinkedHashMap<>();
         Map<String, Allocations> allocations = new HashMap<>();
         for (int round = 0; round < rounds; round++) {
             torchTimings(shapes, threads, iterations, round == 0).forEach(
@@ -97,7 +100,10 @@ public class GroupNormBenchmark {
                 double fwd = time(iterations, 1, () -> run(gn, shape.x, null));
                 double fwdBwd = time(iterations, 1, () -> run(gn, shape.x, shape.dy));
                 double floor = time(iterations, 1, () -> shape.x.addi(0.0f));  // one read + one write
-                measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor});
+                GroupNormalizationLayer nhwc = shape.groupNormNhwc();
+                double nhwcFwdBwd = time(iterations, 1, () -> run(nhwc, shape.xNhwc, shape.dyNhwc));
+                measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor,
+                        nhwcFwdBwd});
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
@@ -125,6 +131,15 @@ public class GroupNormBenchmark {
                     theirs == null ? "-" : String.format("%.3f", median(theirs, 1)), allocations.get(spec),
                     bnAllocations);
         }
+        System.out.printf("%nChannels-last (NHWC, same values), forward+backward ms:%n%-16s %9s %9s %17s %11s %17s%n",
+                "N,C,H,W,G", "NCHW f+b", "NHWC f+b", "NHWC/NCHW", "torch cl", "NHWC/torch cl");
+        for (String spec : shapes) {
+            List<double[]> ours = measured.get(spec);
+            List<double[]> theirs = torch.get(spec);
+            System.out.printf("%-16s %9.3f %9.3f %17s %11s %17s%n", spec, median(ours, 1), median(ours, 3),
+                    ratios(ours, 3, ours, 1), theirs == null ? "-" : String.format("%.3f", median(theirs, 3)),
+                    theirs == null ? "-" : ratios(ours, 3, theirs, 3));
+        }
     }
 
     /** The median over rounds of column {@code column}. */
@@ -135,28 +150,40 @@ public class GroupNormBenchmark {
 
     /** Our time / torch's per round: "median [lowest-highest]". */
     private static String ratios(List<double[]> ours, List<double[]> theirs, int column) {
-        if (theirs == null) {
-            return "-";
-        }
-        double[] r = new double[Math.min(ours.size(), theirs.size())];
+        return theirs == null ? "-" : ratios(ours, column, theirs, column);
+    }
+
+    /** a[column] / b[otherColumn] per round: "median [lowest-highest]". */
+    private static String ratios(List<double[]> a, int column, List<double[]> b, int otherColumn) {
+        double[] r = new double[Math.min(a.size(), b.size())];
         for (int i = 0; i < r.length; i++) {
-            r[i] = ours.get(i)[column] / theirs.get(i)[column];
+            r[i] = a.get(i)[column] / b.get(i)[otherColumn];
         }
         Arrays.sort(r);
         return String.format("%.2fx [%.2f-%.2f]", r[r.length / 2], r[0], r[r.length - 1]);
     }
 
     /** One benchmark shape (N,C,H,W,G) with random input and output gradient. */
-    private record Shape(long channels, int groups, INDArray x, INDArray dy) {
+    private record Shape(long channels, int groups, INDArray x, INDArray dy, INDArray xNhwc, INDArray dyNhwc) {
         static Shape parse(String spec) {
             long[] v = Arrays.stream(spec.split(",")).mapToLong(Long::parseLong).toArray();
             long[] shape = {v[0], v[1], v[2], v[3]};
-            return new Shape(v[1], (int) v[4], Nd4j.randn(DataType.FLOAT, shape), Nd4j.randn(DataType.FLOAT, shape));
+            INDArray x = Nd4j.randn(DataType.FLOAT, shape);
+            INDArray dy = Nd4j.randn(DataType.FLOAT, shape);
+            return new Shape(v[1], (int) v[4], x, dy, x.permute(0, 2, 3, 1).dup('c'), dy.permute(0, 2, 3, 1).dup('c'));
         }
 
         GroupNormalizationLayer groupNorm() {
-            return (GroupNormalizationLayer) instantiate(new GroupNormalization.Builder().nIn(channels).groups(groups)
-                    .dataFormat(TensorLayout.NCHW).build());
+            return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NCHW));
+        }
+
+        /** The same GroupNorm on channels-last input (the same values, permuted). */
+        GroupNormalizationLayer groupNormNhwc() {
+            return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NHWC));
+        }
+
+        private GroupNormalizationLayer groupNorm(GroupNormalization.Builder builder) {
+            return (GroupNormalizationLayer) instantiate(builder.nIn(channels).groups(groups).build());
         }
     }
 
@@ -285,9 +312,9 @@ public class GroupNormBenchmark {
                         StandardCharsets.UTF_8))) {
                     for (String line; (line = out.readLine()) != null; ) {
                         String[] fields = line.trim().split("\\s+");
-                        if (fields.length == 4 && result.size() < shapes.length && fields[0].contains(",")) {
-                            result.put(fields[0], new double[]{Double.parseDouble(fields[1]),
-                                    Double.parseDouble(fields[2]), Double.parseDouble(fields[3])});
+                        if (fields.length == 7 && result.size() < shapes.length && fields[0].contains(",")) {
+                            result.put(fields[0], Arrays.stream(fields, 1, 7).mapToDouble(Double::parseDouble)
+                                    .toArray());
                         }
                     }
                 }

@@ -8,9 +8,9 @@ import java.util.Random;
 import java.util.stream.Stream;
 import org.deeplearning4j.nn.gradient.Gradient;
 import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -18,12 +18,14 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The CPU kernel's float32 channels-first path (the one networks run: SIMD loops, one-pass moments with a shift)
- * against {@link ReferenceGroupNorm} in double on the same float-rounded inputs, with whichever loops this JVM uses
- * (Maven runs the class with and without the Vector API module). The shapes are chosen for that path (float,
- * channels first, no mask, rows of at least 16 positions) and for its edges: rows that are not a whole number of SIMD
- * steps or blocks, slabs long enough that the float partial sums are flushed into double several times, and data
- * whose first 256 values are far from the slab's mean (the one-pass moments must then take their second, exact pass).
+ * The CPU kernel's float32 paths (the ones networks run: SIMD loops, one-pass moments with a shift), channels-first
+ * and channels-last, against {@link ReferenceGroupNorm} in double on the same float-rounded inputs, with whichever
+ * loops this JVM uses (Maven runs the class with and without the Vector API module). The shapes are chosen for those
+ * paths (float, no mask; channels first with rows of at least 16 positions) and for their edges: rows or channel
+ * counts that are not a whole number of SIMD steps or blocks, slabs long enough that the float partial sums are
+ * flushed into double several times, fewer examples than threads (channels-last then splits an example's groups), and
+ * data whose first 256 values are far from the slab's mean (the one-pass moments must then take their second, exact
+ * pass).
  */
 class FloatFastPathTest {
 
@@ -32,7 +34,12 @@ class FloatFastPathTest {
                 Arguments.of(TensorLayout.NCHW, new long[]{2, 6, 20, 20}, 3),      // rows of 400: 1 block + tail
                 Arguments.of(TensorLayout.NCW, new long[]{1, 2, 4200}, 1),         // slab of 8400: lanes flushed
                 Arguments.of(TensorLayout.NCDHW, new long[]{2, 4, 3, 5, 7}, 2),    // rows of 105: a partial block
-                Arguments.of(TensorLayout.NCHW, new long[]{3, 8, 4, 4}, 8));       // instance norm, rows of 16
+                Arguments.of(TensorLayout.NCHW, new long[]{3, 8, 4, 4}, 8),        // instance norm, rows of 16
+                Arguments.of(TensorLayout.NHWC, new long[]{2, 20, 20, 6}, 3),      // rows of 6: no whole vector
+                Arguments.of(TensorLayout.NWC, new long[]{1, 300, 40}, 4),         // 1 example: groups split
+                Arguments.of(TensorLayout.NDHWC, new long[]{2, 3, 5, 7, 36}, 6),   // 105 rows: partial row block
+                Arguments.of(TensorLayout.NHWC, new long[]{3, 4, 4, 8}, 8),        // instance norm
+                Arguments.of(TensorLayout.NHWC, new long[]{2, 1, 1, 64}, 8));      // one position
     }
 
     @ParameterizedTest(name = "{0} {1} G={2}")
@@ -47,12 +54,13 @@ class FloatFastPathTest {
         checkAgainstReference(layout, shape, groups, x, gamma, beta, dy, 1e-6);
     }
 
-    @Test
-    void firstBlockFarFromTheMeanTakesTheExactSecondPass() {
-        long[] shape = {1, 4, 48, 48};
+    @ParameterizedTest
+    @EnumSource(value = TensorLayout.class, names = {"NCHW", "NHWC"})
+    void firstBlockFarFromTheMeanTakesTheExactSecondPass(TensorLayout layout) {
+        long[] shape = layout == TensorLayout.NCHW ? new long[]{1, 4, 48, 48} : new long[]{1, 48, 48, 4};
         Random random = new Random(11);
         double[] x = gaussian(random, shapeLength(shape), 1e3, 0.05);
-        // The first 256 values (whose mean is the shift) sit 40 std above the other 8960: the shift
+        // The first 256 values in memory (whose mean is the shift) sit 40 std above the other 8960: the shift
         // is then about 6 std from the slab's mean, past the limit, so the moments are taken again around the mean.
         for (int i = 0; i < 256; i++) {
             x[i] += 2.0;
@@ -61,12 +69,13 @@ class FloatFastPathTest {
         double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
         double[] beta = floats(gaussian(random, 4, 0.0, 0.5));
         double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
-        checkAgainstReference(TensorLayout.NCHW, shape, 1, x, gamma, beta, dy, 1e-6);
+        checkAgainstReference(layout, shape, 1, x, gamma, beta, dy, 1e-6);
     }
 
-    @Test
-    void meanFarLargerThanStdStaysAccurate() {
-        long[] shape = {2, 4, 8, 8};
+    @ParameterizedTest
+    @EnumSource(value = TensorLayout.class, names = {"NCHW", "NHWC"})
+    void meanFarLargerThanStdStaysAccurate(TensorLayout layout) {
+        long[] shape = layout == TensorLayout.NCHW ? new long[]{2, 4, 8, 8} : new long[]{2, 8, 8, 4};
         Random random = new Random(5);
         double[] x = floats(gaussian(random, shapeLength(shape), -3e4, 1.0));
         double[] gamma = floats(gaussian(random, 4, 1.0, 0.5));
@@ -74,7 +83,7 @@ class FloatFastPathTest {
         double[] dy = floats(gaussian(random, x.length, 0.0, 1.0));
         // Float32 rounding of the outputs (errors seen: 4e-7): the shift and the mean residual make |mean| >> std
         // cost no accuracy.
-        checkAgainstReference(TensorLayout.NCHW, shape, 2, x, gamma, beta, dy, 1e-6);
+        checkAgainstReference(layout, shape, 2, x, gamma, beta, dy, 1e-6);
     }
 
     private static void checkAgainstReference(TensorLayout layout, long[] shape, int groups, double[] x,

@@ -132,6 +132,52 @@ class ReferenceTest {
         }
     }
 
+    /**
+     * Half precision backward, channels first and last: dx, dgamma and dbeta are the float64 results for the same
+     * half-rounded input, rounded to half (the float64 path is held to the plain reference by the other tests).
+     * Input std 300 around 1000: squares far past half's range, which statistics in half precision cannot survive.
+     */
+    @ParameterizedTest
+    @EnumSource(names = {"KERNEL", "PORTABLE"})
+    void halfPrecisionGradientsMatchFloat64ToHalfPrecision(Engine engine) {
+        for (TensorLayout layout : new TensorLayout[]{TensorLayout.NCHW, TensorLayout.NHWC}) {
+            long[] shape = layout == TensorLayout.NCHW ? new long[]{2, 8, 16, 16} : new long[]{2, 16, 16, 8};
+            INDArray x = Nd4j.createFromArray(gaussian(new Random(8), shapeLength(shape), 1000.0, 300.0))
+                    .reshape(shape).castTo(DataType.HALF);
+            INDArray dy = Nd4j.createFromArray(gaussian(new Random(9), shapeLength(shape), 0.0, 1.0))
+                    .reshape(shape).castTo(DataType.HALF);
+            INDArray gamma = Nd4j.createFromArray(gaussian(new Random(10), 8, 1.0, 0.5)).castTo(DataType.HALF);
+            INDArray beta = Nd4j.createFromArray(gaussian(new Random(11), 8, 0.0, 0.5)).castTo(DataType.HALF);
+            GroupNormalization conf = new GroupNormalization.Builder().nIn(8).groups(4).dataFormat(layout).build();
+            GroupNormHarness half = new GroupNormHarness(conf, DataType.HALF, engine).withParams(gamma, beta);
+            INDArray y = half.forward(x);
+            Pair<Gradient, INDArray> grads = half.backward(dy);
+            GroupNormHarness exact = new GroupNormHarness(conf, DataType.DOUBLE, Engine.KERNEL)
+                    .withParams(gamma, beta);
+            INDArray expectedY = exact.forward(x.castTo(DataType.DOUBLE));
+            Pair<Gradient, INDArray> expected = exact.backward(dy.castTo(DataType.DOUBLE));
+            String where = engine + " " + layout;
+            assertEquals(DataType.HALF, grads.getSecond().dataType(), where);
+            // Half keeps 11 significant bits: a result off by at most ~2^-11 of its magnitude, 2^-10 with slack.
+            assertWithinRelative(expectedY, y, where + " y");
+            assertWithinRelative(expected.getSecond(), grads.getSecond(), where + " dx");
+            for (String param : new String[]{"gamma", "beta"}) {
+                assertWithinRelative(expected.getFirst().getGradientFor(param),
+                        grads.getFirst().getGradientFor(param), where + " d" + param);
+            }
+        }
+    }
+
+    /** |actual - expected| <= 2^-10 * max|expected| everywhere, and nothing non-finite. */
+    private static void assertWithinRelative(INDArray expected, INDArray actual, String what) {
+        INDArray a = actual.castTo(DataType.DOUBLE);
+        assertEquals(0, a.isInfinite().castTo(DataType.INT).sumNumber().intValue() + a.isNaN().castTo(DataType.INT)
+                .sumNumber().intValue(), what + ": non-finite values");
+        double scale = expected.amaxNumber().doubleValue();
+        double error = a.sub(expected.reshape(a.shape())).amaxNumber().doubleValue();
+        assertTrue(error <= scale / 1024, what + ": error " + error + " > 2^-10 * " + scale);
+    }
+
     @ParameterizedTest
     @EnumSource(names = {"KERNEL", "PORTABLE", "SAMEDIFF"})
     void float32StaysAccurateWhenMeanDwarfsStd(Engine engine) {

@@ -1,6 +1,7 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.FloatBuffer;
+import java.util.Arrays;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -9,6 +10,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * indices: the only form HotSpot's auto-vectorizer (C2, JDK 17) turns into SIMD code. A loop that reads
  * {@code x[offset + i]} or adds into a scalar stays scalar, about eight times slower. The reductions therefore add
  * into {@value #BLOCK} float lanes, which are added into double at least every {@value #BLOCKS_PER_FLUSH} blocks.
+ * Channels-last rows are copied into a row buffer one at a time and combined with the per-column coefficient
+ * arrays at equal indices, for the same reason.
  */
 final class BlockLoops implements FloatLoops<FloatBuffer> {
 
@@ -79,6 +82,109 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         }
     }
 
+    @Override
+    public void rowMoments(FloatBuffer x, int from, int stride, int rows, int width, float[] shift, float[] sums,
+                           float[] squares) {
+        Blocks b = BLOCKS.get();
+        float[] row = b.row(width);
+        float[] partialSums = b.partialSums(width);
+        float[] partialSquares = b.partialProducts(width);
+        Arrays.fill(sums, 0, width, 0);
+        Arrays.fill(squares, 0, width, 0);
+        for (int r = 0; r < rows; r++) {
+            x.get(from + r * stride, row, 0, width);
+            addRowMoments(row, shift, partialSums, partialSquares, width);
+            if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
+                moveInto(partialSums, sums, width);
+                moveInto(partialSquares, squares, width);
+            }
+        }
+    }
+
+    @Override
+    public void rowNormalize(FloatBuffer x, FloatBuffer y, int from, int stride, int rows, int width, float[] anchor,
+                             float[] scale, float[] offset) {
+        float[] row = BLOCKS.get().row(width);
+        for (int r = 0; r < rows; r++) {
+            x.get(from + r * stride, row, 0, width);
+            normalizeRow(row, anchor, scale, offset, width);
+            y.put(from + r * stride, row, 0, width);
+        }
+    }
+
+    @Override
+    public void rowGradientSums(FloatBuffer x, FloatBuffer dy, int from, int stride, int rows, int width,
+                                float[] anchor, float[] sums, float[] products) {
+        Blocks b = BLOCKS.get();
+        float[] row = b.row(width);
+        float[] gradRow = b.gradRow(width);
+        float[] partialSums = b.partialSums(width);
+        float[] partialProducts = b.partialProducts(width);
+        Arrays.fill(sums, 0, width, 0);
+        Arrays.fill(products, 0, width, 0);
+        for (int r = 0; r < rows; r++) {
+            x.get(from + r * stride, row, 0, width);
+            dy.get(from + r * stride, gradRow, 0, width);
+            addRowGradientSums(row, gradRow, anchor, partialSums, partialProducts, width);
+            if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
+                moveInto(partialSums, sums, width);
+                moveInto(partialProducts, products, width);
+            }
+        }
+    }
+
+    @Override
+    public void rowInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int stride, int rows,
+                                 int width, float[] anchor, float[] dyScale, float[] xScale, float[] constant) {
+        Blocks b = BLOCKS.get();
+        float[] row = b.row(width);
+        float[] gradRow = b.gradRow(width);
+        for (int r = 0; r < rows; r++) {
+            x.get(from + r * stride, row, 0, width);
+            dy.get(from + r * stride, gradRow, 0, width);
+            inputGradientRow(row, gradRow, anchor, dyScale, xScale, constant, width);
+            dx.put(from + r * stride, row, 0, width);
+        }
+    }
+
+    /** total += partial, then partial = 0. */
+    private static void moveInto(float[] partial, float[] total, int width) {
+        for (int c = 0; c < width; c++) {
+            total[c] += partial[c];
+            partial[c] = 0;
+        }
+    }
+
+    private static void addRowMoments(float[] x, float[] shift, float[] sums, float[] squares, int width) {
+        for (int c = 0; c < width; c++) {
+            float d = x[c] - shift[c];
+            sums[c] += d;
+            squares[c] += d * d;
+        }
+    }
+
+    private static void normalizeRow(float[] x, float[] anchor, float[] scale, float[] offset, int width) {
+        for (int c = 0; c < width; c++) {
+            x[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
+        }
+    }
+
+    private static void addRowGradientSums(float[] x, float[] dy, float[] anchor, float[] sums, float[] products,
+                                           int width) {
+        for (int c = 0; c < width; c++) {
+            sums[c] += dy[c];
+            products[c] += dy[c] * (x[c] - anchor[c]);
+        }
+    }
+
+    /** Writes dx over x (the row buffer): each element is read before it is replaced. */
+    private static void inputGradientRow(float[] x, float[] dy, float[] anchor, float[] dyScale, float[] xScale,
+                                         float[] constant, int width) {
+        for (int c = 0; c < width; c++) {
+            x[c] = dyScale[c] * dy[c] + xScale[c] * (x[c] - anchor[c]) + constant[c];
+        }
+    }
+
     private static void addMoments(float[] x, float[] sums, float[] squares, int length, float shift) {
         for (int i = 0; i < length; i++) {
             float d = x[i] - shift;
@@ -115,6 +221,40 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         final float[] out = new float[BLOCK];
         final float[] lanesA = new float[BLOCK];
         final float[] lanesB = new float[BLOCK];
+        private float[] row = new float[0];
+        private float[] gradRow = new float[0];
+        private float[] partialSums = new float[0];
+        private float[] partialProducts = new float[0];
+
+        /** A channels-last row buffer of at least {@code width} floats (grows once per width). */
+        float[] row(int width) {
+            if (row.length < width) {
+                row = new float[width];
+            }
+            return row;
+        }
+
+        float[] gradRow(int width) {
+            if (gradRow.length < width) {
+                gradRow = new float[width];
+            }
+            return gradRow;
+        }
+
+        /** Column partial sums, zero between uses. */
+        float[] partialSums(int width) {
+            if (partialSums.length < width) {
+                partialSums = new float[width];
+            }
+            return partialSums;
+        }
+
+        float[] partialProducts(int width) {
+            if (partialProducts.length < width) {
+                partialProducts = new float[width];
+            }
+            return partialProducts;
+        }
 
         /** Adds the lanes into the sums (in double) and clears them. */
         void flushInto(Sums sums) {

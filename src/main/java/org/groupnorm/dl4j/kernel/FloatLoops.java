@@ -4,8 +4,10 @@ import java.nio.Buffer;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The four loops {@link FloatRows} is made of, each over one run of contiguous float32 elements of a c-contiguous host
- * array. Two implementations compute the same values: {@link VectorLoops} with explicit SIMD (the JDK's incubating
+ * The loops the float32 paths are made of, over c-contiguous host arrays: four over one run of contiguous elements
+ * with one coefficient each ({@link FloatRows}, channels first), and the same four over a block of rows with one
+ * coefficient per column ({@link FloatChannelsLast}: a row is one position's channels). Two implementations compute
+ * the same values: {@link VectorLoops} with explicit SIMD (the JDK's incubating
  * Vector API, when the JVM was started with {@code --add-modules jdk.incubator.vector}) and {@link BlockLoops} with
  * plain Java loops that HotSpot vectorizes by itself where it can. Reductions are returned in double; every float
  * partial sum they add up holds at most a few dozen terms.
@@ -29,6 +31,34 @@ interface FloatLoops<B extends Buffer> {
     /** dx = dyCoefficient * dy + xCoefficient * (x - mean) + constant over [from, from + length). */
     void inputGradient(B x, B dy, B dx, int from, int length, float mean, float dyCoefficient, float xCoefficient,
                        float constant);
+
+    /**
+     * Column sums over {@code rows} rows of {@code width} elements, row r starting at {@code from + r * stride}:
+     * {@code sums[c] = sum of (x - shift[c])}, {@code squares[c] = sum of (x - shift[c])^2}, overwritten. Callers
+     * pass at most {@value #ROWS_PER_SUM} rows; implementations add them in float partial sums of at most
+     * {@value #ROWS_PER_PARTIAL} terms, and those in float (at most four), as the run loops do.
+     */
+    void rowMoments(B x, int from, int stride, int rows, int width, float[] shift, float[] sums, float[] squares);
+
+    /** {@code y = (x - anchor[c]) * scale[c] + offset[c]} over the rows, column c. */
+    void rowNormalize(B x, B y, int from, int stride, int rows, int width, float[] anchor, float[] scale,
+                      float[] offset);
+
+    /**
+     * Column sums of dy and dy * (x - anchor[c]) over at most {@value #ROWS_PER_SUM} rows, overwritten into
+     * {@code sums} and {@code products}.
+     */
+    void rowGradientSums(B x, B dy, int from, int stride, int rows, int width, float[] anchor, float[] sums,
+                         float[] products);
+
+    /** {@code dx = dyScale[c] * dy + xScale[c] * (x - anchor[c]) + constant[c]} over the rows, column c. */
+    void rowInputGradient(B x, B dy, B dx, int from, int stride, int rows, int width, float[] anchor, float[] dyScale,
+                          float[] xScale, float[] constant);
+
+    /** The most rows one column-sum call adds up in float (the caller then adds the result in double). */
+    int ROWS_PER_SUM = 64;
+    /** The most terms in one float partial sum of a column-sum call. */
+    int ROWS_PER_PARTIAL = 16;
 
     /** The two sums a reduction loop returns. */
     final class Sums {

@@ -26,10 +26,14 @@ final class Parallel {
     private Parallel() {
     }
 
+    /** How many threads the kernel may use. */
+    static int threads() {
+        return Math.min(Nd4j.getEnvironment().maxMasterThreads(), Runtime.getRuntime().availableProcessors());
+    }
+
     /** Calls {@code body} for every unit in [0, units); units must touch disjoint data. */
     static void forEach(int units, long totalElements, IntConsumer body) {
-        int threads = Math.min(units, Math.min(Nd4j.getEnvironment().maxMasterThreads(),
-                Runtime.getRuntime().availableProcessors()));
+        int threads = Math.min(units, threads());
         if (threads <= 1 || totalElements < MIN_ELEMENTS_TO_SPLIT) {
             for (int unit = 0; unit < units; unit++) {
                 body.accept(unit);

@@ -6,12 +6,22 @@ package org.groupnorm.dl4j.kernel;
  */
 final class Scratch {
 
-    /** Slab buffers (X, DY, WEIGHTS: any thread running slabs) and per-call buffers (the calling thread). */
-    enum Slot { X, DY, WEIGHTS, GAMMA, BETA, SUM_DY, SUM_DY_CENTERED, D_GAMMA, D_BETA }
+    /**
+     * Double buffers. Slab buffers (X, DY, WEIGHTS) and per-channel coefficients (SCALE ... CONSTANT): any thread
+     * running units; per-call buffers (GAMMA ... D_BETA): the calling thread.
+     */
+    enum Slot {
+        X, DY, WEIGHTS, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, COLUMN_SUMS, COLUMN_SQUARES,
+        GAMMA, BETA, SUM_DY, SUM_DY_CENTERED, D_GAMMA, D_BETA
+    }
+
+    /** Float buffers: staging inside one {@link Elements} call, and channels-last per-column coefficients. */
+    enum FloatSlot { STAGING, SHIFT, ANCHOR, SCALE, OFFSET, X_SCALE, CONSTANT, SUMS, SQUARES }
 
     private static final ThreadLocal<double[][]> DOUBLES =
             ThreadLocal.withInitial(() -> new double[Slot.values().length][0]);
-    private static final ThreadLocal<float[][]> FLOATS = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[][]> FLOATS =
+            ThreadLocal.withInitial(() -> new float[FloatSlot.values().length][0]);
 
     private Scratch() {
     }
@@ -24,12 +34,11 @@ final class Scratch {
         return buffers[slot.ordinal()];
     }
 
-    /** Staging for float storage; used only inside one {@link Elements} call. */
-    static float[] floats(int length) {
+    static float[] floats(FloatSlot slot, int length) {
         float[][] buffers = FLOATS.get();
-        if (buffers[0].length < length) {
-            buffers[0] = new float[length];
+        if (buffers[slot.ordinal()].length < length) {
+            buffers[slot.ordinal()] = new float[length];
         }
-        return buffers[0];
+        return buffers[slot.ordinal()];
     }
 }

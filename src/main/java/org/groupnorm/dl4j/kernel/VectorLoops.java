@@ -121,6 +121,164 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         }
     }
 
+    @Override
+    public void rowMoments(ByteBuffer x, int from, int stride, int rows, int width, float[] shift, float[] sums,
+                           float[] squares) {
+        int vectorsEnd = width / LANES * LANES;
+        for (int c = 0; c < vectorsEnd; c += LANES) {
+            FloatVector shifts = FloatVector.fromArray(SPECIES, shift, c);
+            // Four chains (rows modulo 4): each holds at most ROWS_PER_SUM / 4 terms, and one chain would wait on
+            // the adder's latency at every row.
+            FloatVector sum0 = FloatVector.zero(SPECIES);
+            FloatVector sum1 = FloatVector.zero(SPECIES);
+            FloatVector sum2 = FloatVector.zero(SPECIES);
+            FloatVector sum3 = FloatVector.zero(SPECIES);
+            FloatVector square0 = FloatVector.zero(SPECIES);
+            FloatVector square1 = FloatVector.zero(SPECIES);
+            FloatVector square2 = FloatVector.zero(SPECIES);
+            FloatVector square3 = FloatVector.zero(SPECIES);
+            int r = 0;
+            for (; r + 3 < rows; r += 4) {
+                int i = from + r * stride + c;
+                FloatVector d0 = load(x, i).sub(shifts);
+                FloatVector d1 = load(x, i + stride).sub(shifts);
+                FloatVector d2 = load(x, i + 2 * stride).sub(shifts);
+                FloatVector d3 = load(x, i + 3 * stride).sub(shifts);
+                sum0 = sum0.add(d0);
+                sum1 = sum1.add(d1);
+                sum2 = sum2.add(d2);
+                sum3 = sum3.add(d3);
+                square0 = d0.fma(d0, square0);
+                square1 = d1.fma(d1, square1);
+                square2 = d2.fma(d2, square2);
+                square3 = d3.fma(d3, square3);
+            }
+            for (; r < rows; r++) {
+                FloatVector d = load(x, from + r * stride + c).sub(shifts);
+                sum0 = sum0.add(d);
+                square0 = d.fma(d, square0);
+            }
+            sum0.add(sum1).add(sum2.add(sum3)).intoArray(sums, c);
+            square0.add(square1).add(square2.add(square3)).intoArray(squares, c);
+        }
+        for (int c = vectorsEnd; c < width; c++) {
+            float sum = 0;
+            float square = 0;
+            for (int r = 0; r < rows; r++) {
+                float d = x.getFloat((from + r * stride + c) * Float.BYTES) - shift[c];
+                sum += d;
+                square += d * d;
+            }
+            sums[c] = sum;
+            squares[c] = square;
+        }
+    }
+
+    @Override
+    public void rowNormalize(ByteBuffer x, ByteBuffer y, int from, int stride, int rows, int width, float[] anchor,
+                             float[] scale, float[] offset) {
+        int vectorsEnd = width / LANES * LANES;
+        // Rows in chunks, columns within a chunk: the coefficients stay in registers over a chunk that stays in cache.
+        for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
+            int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
+            for (int c = 0; c < vectorsEnd; c += LANES) {
+                FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
+                FloatVector scales = FloatVector.fromArray(SPECIES, scale, c);
+                FloatVector offsets = FloatVector.fromArray(SPECIES, offset, c);
+                for (int r = chunk; r < chunkEnd; r++) {
+                    int i = from + r * stride + c;
+                    load(x, i).sub(anchors).fma(scales, offsets).intoByteBuffer(y, i * Float.BYTES, ORDER);
+                }
+            }
+            for (int c = vectorsEnd; c < width; c++) {
+                for (int r = chunk; r < chunkEnd; r++) {
+                    int i = (from + r * stride + c) * Float.BYTES;
+                    y.putFloat(i, (x.getFloat(i) - anchor[c]) * scale[c] + offset[c]);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void rowGradientSums(ByteBuffer x, ByteBuffer dy, int from, int stride, int rows, int width,
+                                float[] anchor, float[] sums, float[] products) {
+        int vectorsEnd = width / LANES * LANES;
+        for (int c = 0; c < vectorsEnd; c += LANES) {
+            FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
+            FloatVector sum0 = FloatVector.zero(SPECIES);
+            FloatVector sum1 = FloatVector.zero(SPECIES);
+            FloatVector sum2 = FloatVector.zero(SPECIES);
+            FloatVector sum3 = FloatVector.zero(SPECIES);
+            FloatVector product0 = FloatVector.zero(SPECIES);
+            FloatVector product1 = FloatVector.zero(SPECIES);
+            FloatVector product2 = FloatVector.zero(SPECIES);
+            FloatVector product3 = FloatVector.zero(SPECIES);
+            int r = 0;
+            for (; r + 3 < rows; r += 4) {
+                int i = from + r * stride + c;
+                FloatVector g0 = load(dy, i);
+                FloatVector g1 = load(dy, i + stride);
+                FloatVector g2 = load(dy, i + 2 * stride);
+                FloatVector g3 = load(dy, i + 3 * stride);
+                sum0 = sum0.add(g0);
+                sum1 = sum1.add(g1);
+                sum2 = sum2.add(g2);
+                sum3 = sum3.add(g3);
+                product0 = load(x, i).sub(anchors).fma(g0, product0);
+                product1 = load(x, i + stride).sub(anchors).fma(g1, product1);
+                product2 = load(x, i + 2 * stride).sub(anchors).fma(g2, product2);
+                product3 = load(x, i + 3 * stride).sub(anchors).fma(g3, product3);
+            }
+            for (; r < rows; r++) {
+                int i = from + r * stride + c;
+                FloatVector g = load(dy, i);
+                sum0 = sum0.add(g);
+                product0 = load(x, i).sub(anchors).fma(g, product0);
+            }
+            sum0.add(sum1).add(sum2.add(sum3)).intoArray(sums, c);
+            product0.add(product1).add(product2.add(product3)).intoArray(products, c);
+        }
+        for (int c = vectorsEnd; c < width; c++) {
+            float sum = 0;
+            float product = 0;
+            for (int r = 0; r < rows; r++) {
+                int i = (from + r * stride + c) * Float.BYTES;
+                float g = dy.getFloat(i);
+                sum += g;
+                product += g * (x.getFloat(i) - anchor[c]);
+            }
+            sums[c] = sum;
+            products[c] = product;
+        }
+    }
+
+    @Override
+    public void rowInputGradient(ByteBuffer x, ByteBuffer dy, ByteBuffer dx, int from, int stride, int rows,
+                                 int width, float[] anchor, float[] dyScale, float[] xScale, float[] constant) {
+        int vectorsEnd = width / LANES * LANES;
+        for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
+            int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
+            for (int c = 0; c < vectorsEnd; c += LANES) {
+                FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
+                FloatVector dyScales = FloatVector.fromArray(SPECIES, dyScale, c);
+                FloatVector xScales = FloatVector.fromArray(SPECIES, xScale, c);
+                FloatVector constants = FloatVector.fromArray(SPECIES, constant, c);
+                for (int r = chunk; r < chunkEnd; r++) {
+                    int i = from + r * stride + c;
+                    FloatVector gradient = load(dy, i).fma(dyScales, constants);
+                    load(x, i).sub(anchors).fma(xScales, gradient).intoByteBuffer(dx, i * Float.BYTES, ORDER);
+                }
+            }
+            for (int c = vectorsEnd; c < width; c++) {
+                for (int r = chunk; r < chunkEnd; r++) {
+                    int i = (from + r * stride + c) * Float.BYTES;
+                    dx.putFloat(i, dyScale[c] * dy.getFloat(i) + xScale[c] * (x.getFloat(i) - anchor[c])
+                            + constant[c]);
+                }
+            }
+        }
+    }
+
     private static FloatVector load(ByteBuffer buffer, int element) {
         return FloatVector.fromByteBuffer(SPECIES, buffer, element * Float.BYTES, ORDER);
     }

@@ -12,6 +12,7 @@ import org.groupnorm.dl4j.GroupNormParamInitializer;
 import org.groupnorm.dl4j.GroupNormalization;
 import org.groupnorm.dl4j.TensorLayout;
 import org.groupnorm.dl4j.kernel.GroupNormKernel;
+import org.groupnorm.dl4j.kernel.GroupStats;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -58,6 +59,8 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
     private final KernelEngine kernel = new KernelEngine();
     private final PortableEngine portable = new PortableEngine();
     private final SameDiffEngine sameDiff = new SameDiffEngine();
+    /** The statistics the last forward pass computed for the current input; cleared whenever the input changes. */
+    private GroupStats forwardStats;
 
     public GroupNormalizationLayer(NeuralNetConfiguration conf, DataType dataType) {
         super(conf, dataType);
@@ -92,7 +95,15 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         assertInputSet(false);
         applyDropOutIfNecessary(training, workspaceMgr);
         GroupNormCall call = call();
-        return engineFor(call).forward(call, workspaceMgr);
+        GroupNormEngine.Forward forward = engineFor(call).forward(call, workspaceMgr);
+        forwardStats = forward.stats();
+        return forward.y();
+    }
+
+    @Override
+    public void setInput(INDArray input, LayerWorkspaceMgr workspaceMgr) {
+        super.setInput(input, workspaceMgr);
+        forwardStats = null;
     }
 
     @Override
@@ -107,7 +118,7 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         INDArray dGamma = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.GAMMA);
         INDArray dBeta = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.BETA);
         INDArray dy = epsilon.castTo(dataType);
-        INDArray dx = engineFor(call).backward(call, dy, dGamma, dBeta, workspaceMgr);
+        INDArray dx = engineFor(call).backward(call, forwardStats, dy, dGamma, dBeta, workspaceMgr);
         Gradient gradient = new DefaultGradient();
         if (dGamma != null) {
             gradient.gradientForVariable().put(GroupNormParamInitializer.GAMMA, dGamma);

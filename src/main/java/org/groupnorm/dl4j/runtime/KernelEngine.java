@@ -3,37 +3,33 @@ package org.groupnorm.dl4j.runtime;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.groupnorm.dl4j.kernel.GroupNormKernel;
+import org.groupnorm.dl4j.kernel.GroupStats;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The CPU engine: {@link GroupNormKernel} over the layer's arrays, writing straight into workspace arrays. It keeps
- * the forward pass's statistics so backward does not recompute them.
+ * The CPU engine: {@link GroupNormKernel} over the layer's arrays, writing straight into workspace arrays. Its
+ * forward hands back the statistics, so the backward of the same input does not recompute them.
  */
 final class KernelEngine implements GroupNormEngine {
 
-    private final GroupNormKernel.GroupStats stats = new GroupNormKernel.GroupStats();
-    /** The input the statistics belong to; backward recomputes them for any other array. */
-    private INDArray statsInput;
-
     @Override
-    public INDArray forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         INDArray x = addressable(call.x(), ArrayType.FF_WORKING_MEM, workspaceMgr);
         INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, x.dataType(), x.shape(), 'c');
-        GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(), call.eps(), call.layout(),
-                y, stats);
-        statsInput = call.x();
-        return y;
+        GroupStats stats = GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(),
+                call.eps(), call.layout(), y);
+        return new Forward(y, stats);
     }
 
     @Override
-    public INDArray backward(GroupNormCall call, INDArray dy, INDArray dGamma, INDArray dBeta,
+    public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
         INDArray x = addressable(call.x(), ArrayType.BP_WORKING_MEM, workspaceMgr);
-        if (statsInput != call.x()) {
+        GroupStats stats = forwardStats;
+        if (stats == null) {
             INDArray unused = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, x.dataType(), x.shape(), 'c');
-            GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(), call.eps(),
-                    call.layout(), unused, stats);
-            statsInput = call.x();
+            stats = GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(), call.eps(),
+                    call.layout(), unused);
         }
         INDArray gradOut = addressable(dy, ArrayType.BP_WORKING_MEM, workspaceMgr);
         INDArray dx = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, x.dataType(), x.shape(), 'c');

@@ -2,6 +2,7 @@ package org.groupnorm.dl4j.runtime;
 
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
+import org.groupnorm.dl4j.kernel.GroupStats;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
@@ -31,7 +32,7 @@ import org.nd4j.linalg.ops.transforms.Transforms;
 final class PortableEngine implements GroupNormEngine {
 
     @Override
-    public INDArray forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, call.x().dataType(), call.x().shape(), 'c');
         try (MemoryWorkspace ignored = workspaceMgr.notifyScopeEntered(ArrayType.FF_WORKING_MEM)) {
             Groups groups = Groups.of(call);
@@ -51,11 +52,11 @@ final class PortableEngine implements GroupNormEngine {
                 groups.writeInLayout(out, y);
             }
         }
-        return y;
+        return new Forward(y, null);
     }
 
     @Override
-    public INDArray backward(GroupNormCall call, INDArray dy, INDArray dGamma, INDArray dBeta,
+    public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
         INDArray dx = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, call.x().dataType(),
                 call.x().shape(), 'c');

@@ -4,6 +4,7 @@ import java.util.HashMap;
 import java.util.Map;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
+import org.groupnorm.dl4j.kernel.GroupStats;
 import org.groupnorm.dl4j.GroupNorm;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -33,16 +34,16 @@ final class SameDiffEngine implements GroupNormEngine {
     private GraphKey graphKey;
 
     @Override
-    public INDArray forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         INDArray y;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
             y = graphFor(call).output(placeholders(call, null), Y).get(Y);
         }
-        return workspaceMgr.dup(ArrayType.ACTIVATIONS, y);
+        return new Forward(workspaceMgr.dup(ArrayType.ACTIVATIONS, y), null);
     }
 
     @Override
-    public INDArray backward(GroupNormCall call, INDArray dy, INDArray dGamma, INDArray dBeta,
+    public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
         Map<String, INDArray> gradients;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {

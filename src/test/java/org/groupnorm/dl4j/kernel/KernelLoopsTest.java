@@ -96,6 +96,82 @@ class KernelLoopsTest {
         }
     }
 
+    /**
+     * The channels-last row loops: column sums and per-column elementwise formulas over rows that are a strided part
+     * of wider rows (a block of groups), with widths below, at and past whole vectors, against double arithmetic.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void everyRowLoopMatchesDoubleArithmetic(String name, FloatLoops<B> loops) {
+        Random random = new Random(4);
+        int stride = 80;
+        int rows = FloatLoops.ROWS_PER_SUM;
+        int size = (rows + 1) * stride;
+        float[] x = values(random, size, MEAN, 1.5);
+        float[] dy = values(random, size, 0, 1);
+        B xs = loops.view(Nd4j.createFromArray(x));
+        B dys = loops.view(Nd4j.createFromArray(dy));
+        INDArray outArray = Nd4j.createFromArray(new float[size]);
+        B out = loops.view(outArray);
+        for (int width : new int[]{1, 7, 16, 33, 64}) {
+            for (int from : new int[]{0, 5}) {
+                String where = name + ", width " + width + " from " + from;
+                float[] shift = values(random, width, MEAN, 0.1);
+                float[] scale = values(random, width, 1, 0.3);
+                float[] offset = values(random, width, 0, 0.3);
+                float[] constant = values(random, width, 0, 0.3);
+                float[] sums = new float[width];
+                float[] squares = new float[width];
+                float[] gradSums = new float[width];
+                float[] products = new float[width];
+                loops.rowMoments(xs, from, stride, rows, width, shift, sums, squares);
+                loops.rowGradientSums(xs, dys, from, stride, rows, width, shift, gradSums, products);
+                for (int c = 0; c < width; c++) {
+                    double sum = 0;
+                    double square = 0;
+                    double dySum = 0;
+                    double product = 0;
+                    for (int r = 0; r < rows; r++) {
+                        int i = from + r * stride + c;
+                        double d = (double) x[i] - shift[c];
+                        sum += d;
+                        square += d * d;
+                        dySum += dy[i];
+                        product += dy[i] * d;
+                    }
+                    assertEquals(sum, sums[c], 1e-5 * rows, where + ": column sum of x - shift");
+                    assertEquals(square, squares[c], 1e-5 * square, where + ": column sum of (x - shift)^2");
+                    assertEquals(dySum, gradSums[c], 1e-5 * rows, where + ": column sum of dy");
+                    assertEquals(product, products[c], 1e-5 * rows, where + ": column sum of dy (x - anchor)");
+                }
+                outArray.assign(0);
+                loops.rowNormalize(xs, out, from, stride, rows, width, shift, scale, offset);
+                checkRows(outArray, from, stride, rows, width, where + ": normalize",
+                        (i, c) -> ((double) x[i] - shift[c]) * scale[c] + offset[c]);
+                outArray.assign(0);
+                loops.rowInputGradient(xs, dys, out, from, stride, rows, width, shift, scale, offset, constant);
+                checkRows(outArray, from, stride, rows, width, where + ": input gradient",
+                        (i, c) -> scale[c] * (double) dy[i] + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
+            }
+        }
+    }
+
+    /** Every element of the rows holds the expected value, and every element outside them is untouched (0). */
+    private static void checkRows(INDArray out, int from, int stride, int rows, int width, String where,
+                                  Expected expected) {
+        for (int i = 0; i < out.length(); i++) {
+            int row = (i - from) / stride;
+            int column = (i - from) % stride;
+            boolean inside = i >= from && row < rows && column < width;
+            assertEquals(inside ? expected.at(i, column) : 0.0, out.getDouble(i), 1e-5, where + " at " + i);
+        }
+    }
+
+    /** The double-arithmetic value at element i, column c. */
+    private interface Expected {
+        double at(int i, int c);
+    }
+
     private static float[] values(Random random, int size, double mean, double std) {
         float[] values = new float[size];
         for (int i = 0; i < size; i++) {

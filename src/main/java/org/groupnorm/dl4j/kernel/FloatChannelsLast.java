@@ -1,0 +1,221 @@
+package org.groupnorm.dl4j.kernel;
+
+import java.nio.Buffer;
+import java.util.Arrays;
+import org.groupnorm.dl4j.TensorLayout;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * The float32 channels-last path (NWC, NHWC, NDHWC; no mask). A group's elements are short runs of C/G channels
+ * interleaved with every other group's, so instead of walking one group at a time this path walks an example's
+ * positions as rows of channels, and every loop works on whole rows with one coefficient per column
+ * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
+ *
+ * <p>The unit of work is a block of whole groups of one example, read over all its positions: it holds everything
+ * its statistics need, so both passes run in one task while the block is in cache, as the channels-first path does
+ * per slab. An example is cut into as many blocks as it takes to give every thread work (one block when there are at
+ * least as many examples as threads). The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
+ * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
+ * elementwise formulas are {@link Coefficients}'.
+ */
+final class FloatChannelsLast {
+
+    /** A block's size that stays in a core's L2 cache between passes (256 KiB of floats). */
+    private static final int CACHED_BLOCK_FLOATS = 64 * 1024;
+    /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
+    private static final int MIN_WIDTH = 16;
+
+    private static final ThreadLocal<ShiftedMoments> MOMENTS = ThreadLocal.withInitial(ShiftedMoments::new);
+
+    private FloatChannelsLast() {
+    }
+
+    /** Whether this path handles the call: float32, channels last, no mask. */
+    static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
+        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null;
+    }
+
+    static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
+                                           double[] beta, double eps, GroupStats stats) {
+        B in = loops.view(x);
+        B out = loops.view(y);
+        int groupsPerBlock = groupsPerBlock(geo);
+        int blocks = ceilDiv(geo.groups, groupsPerBlock);
+        Parallel.forEach(geo.examples * blocks, x.length(), unit -> {
+            int firstGroup = unit % blocks * groupsPerBlock;
+            forwardBlock(loops, in, out, unit / blocks, firstGroup, Math.min(geo.groups, firstGroup + groupsPerBlock),
+                    geo, gamma, beta, eps, stats);
+        });
+    }
+
+    static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
+                                            double[] gamma, GroupStats stats, double[] sumDy,
+                                            double[] sumDyCentered) {
+        B in = loops.view(x);
+        B gradOut = loops.view(dy);
+        B gradIn = loops.view(dx);
+        int groupsPerBlock = groupsPerBlock(geo);
+        int blocks = ceilDiv(geo.groups, groupsPerBlock);
+        Parallel.forEach(geo.examples * blocks, x.length(), unit -> {
+            int firstGroup = unit % blocks * groupsPerBlock;
+            backwardBlock(loops, in, gradOut, gradIn, unit / blocks, firstGroup,
+                    Math.min(geo.groups, firstGroup + groupsPerBlock), geo, gamma, stats, sumDy, sumDyCentered);
+        });
+    }
+
+    /**
+     * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
+     * floats) stays in a core's cache between its passes, but at least {@value #MIN_WIDTH} channels wide when the
+     * example has them, so that the row loops run on whole vectors.
+     */
+    private static int groupsPerBlock(Geometry geo) {
+        int blocksPerExample = Math.min(geo.groups, ceilDiv(Parallel.threads(), geo.examples));
+        int forThreads = ceilDiv(geo.groups, blocksPerExample);
+        int cachedWidth = Math.max(MIN_WIDTH, CACHED_BLOCK_FLOATS / geo.positions / MIN_WIDTH * MIN_WIDTH);
+        int forCache = Math.max(1, cachedWidth / geo.perGroup);
+        return Math.max(1, Math.min(forThreads, forCache));
+    }
+
+    /** Normalizes groups [g0, g1) of example n and records their statistics. */
+    private static <B extends Buffer> void forwardBlock(FloatLoops<B> loops, B in, B out, int n, int g0, int g1,
+                                                        Geometry geo, double[] gamma, double[] beta, double eps,
+                                                        GroupStats stats) {
+        int c0 = g0 * geo.perGroup;
+        int width = (g1 - g0) * geo.perGroup;
+        int start = geo.exampleStart(n) + c0;
+        float[] shift = Scratch.floats(Scratch.FloatSlot.SHIFT, width);
+        double[] sums = Scratch.doubles(Scratch.Slot.COLUMN_SUMS, width);
+        double[] squares = Scratch.doubles(Scratch.Slot.COLUMN_SQUARES, width);
+        // First shift: the mean of each group's first SHIFT_SAMPLE elements (its channels at the first positions).
+        int sampleRows = Math.max(1, Math.min(geo.positions, ShiftedMoments.SHIFT_SAMPLE / geo.perGroup));
+        Arrays.fill(shift, 0, width, 0f);
+        columnMoments(loops, in, start, sampleRows, width, geo, shift, sums, squares);
+        for (int g = g0; g < g1; g++) {
+            float groupShift = (float) (groupSum(sums, g - g0, geo.perGroup) / ((long) sampleRows * geo.perGroup));
+            Arrays.fill(shift, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup, groupShift);
+        }
+        columnMoments(loops, in, start, geo.positions, width, geo, shift, sums, squares);
+        ShiftedMoments moments = MOMENTS.get();
+        boolean again = false;
+        for (int g = g0; g < g1; g++) {
+            moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
+                    groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
+            if (moments.needsExactShift()) {
+                // Too much cancellation for this group: its sums are taken again around the mean just found.
+                Arrays.fill(shift, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
+                        moments.exactShift());
+                again = true;
+            }
+        }
+        if (again) {
+            columnMoments(loops, in, start, geo.positions, width, geo, shift, sums, squares);
+        }
+        double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
+        double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+        float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
+        for (int g = g0; g < g1; g++) {
+            int unit = n * geo.groups + g;
+            moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
+                    groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
+            double rstd = moments.rstd(eps);
+            stats.mean[unit] = moments.mean;
+            stats.rstd[unit] = rstd;
+            Coefficients.forward(moments.mean, rstd, gamma, beta, g * geo.perGroup, (g + 1) * geo.perGroup, scale,
+                    offset);
+            Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
+                    Coefficients.anchor(moments.mean));
+        }
+        float[] scales = narrowed(Scratch.FloatSlot.SCALE, scale, c0, width);
+        float[] offsets = narrowed(Scratch.FloatSlot.OFFSET, offset, c0, width);
+        loops.rowNormalize(in, out, start, geo.channels, geo.positions, width, anchors, scales, offsets);
+    }
+
+    /**
+     * dx for groups [g0, g1) of example n from dy and forward's statistics; stores their per-channel sums of dy and
+     * of dy * (x - mean) at [n * C + c] for the parameter gradients.
+     */
+    private static <B extends Buffer> void backwardBlock(FloatLoops<B> loops, B in, B gradOut, B gradIn, int n,
+                                                         int g0, int g1, Geometry geo, double[] gamma,
+                                                         GroupStats stats, double[] sumDy, double[] sumDyCentered) {
+        int c0 = g0 * geo.perGroup;
+        int width = (g1 - g0) * geo.perGroup;
+        int start = geo.exampleStart(n) + c0;
+        int sumsBase = n * geo.channels;
+        float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
+        for (int g = g0; g < g1; g++) {
+            Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
+                    Coefficients.anchor(stats.mean[n * geo.groups + g]));
+        }
+        float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
+        float[] blockProducts = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
+        Arrays.fill(sumDy, sumsBase + c0, sumsBase + c0 + width, 0);
+        Arrays.fill(sumDyCentered, sumsBase + c0, sumsBase + c0 + width, 0);
+        for (int row = 0; row < geo.positions; row += FloatLoops.ROWS_PER_SUM) {
+            int rows = Math.min(FloatLoops.ROWS_PER_SUM, geo.positions - row);
+            loops.rowGradientSums(in, gradOut, start + row * geo.channels, geo.channels, rows, width, anchors,
+                    blockSums, blockProducts);
+            for (int c = 0; c < width; c++) {
+                sumDy[sumsBase + c0 + c] += blockSums[c];
+                sumDyCentered[sumsBase + c0 + c] += blockProducts[c];
+            }
+        }
+        double[] dyScale = Scratch.doubles(Scratch.Slot.DY_SCALE, geo.channels);
+        double[] xScale = Scratch.doubles(Scratch.Slot.X_SCALE, geo.channels);
+        double[] constant = Scratch.doubles(Scratch.Slot.CONSTANT, geo.channels);
+        for (int g = g0; g < g1; g++) {
+            int unit = n * geo.groups + g;
+            Coefficients.backward(stats.mean[unit], stats.rstd[unit], geo.slabSize, gamma, g * geo.perGroup,
+                    (g + 1) * geo.perGroup, sumDy, sumDyCentered, sumsBase, dyScale, xScale, constant);
+        }
+        float[] dyScales = narrowed(Scratch.FloatSlot.SCALE, dyScale, c0, width);
+        float[] xScales = narrowed(Scratch.FloatSlot.X_SCALE, xScale, c0, width);
+        float[] constants = narrowed(Scratch.FloatSlot.CONSTANT, constant, c0, width);
+        loops.rowInputGradient(in, gradOut, gradIn, start, geo.channels, geo.positions, width, anchors, dyScales,
+                xScales, constants);
+    }
+
+    /**
+     * Column sums of (x - shift[c]) and (x - shift[c])^2 over the first {@code rows} positions, into
+     * {@code sums}/{@code squares}: float sums of {@link FloatLoops#ROWS_PER_SUM} rows at a time, added in double.
+     */
+    private static <B extends Buffer> void columnMoments(FloatLoops<B> loops, B in, int start, int rows, int width,
+                                                         Geometry geo, float[] shift, double[] sums,
+                                                         double[] squares) {
+        float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
+        float[] blockSquares = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
+        Arrays.fill(sums, 0, width, 0);
+        Arrays.fill(squares, 0, width, 0);
+        for (int row = 0; row < rows; row += FloatLoops.ROWS_PER_SUM) {
+            int count = Math.min(FloatLoops.ROWS_PER_SUM, rows - row);
+            loops.rowMoments(in, start + row * geo.channels, geo.channels, count, width, shift, blockSums,
+                    blockSquares);
+            for (int c = 0; c < width; c++) {
+                sums[c] += blockSums[c];
+                squares[c] += blockSquares[c];
+            }
+        }
+    }
+
+    /** The sum of a group's entries in a per-column array of the block; {@code group} counts from the block's. */
+    private static double groupSum(double[] columns, int group, int perGroup) {
+        double sum = 0;
+        for (int c = group * perGroup; c < (group + 1) * perGroup; c++) {
+            sum += columns[c];
+        }
+        return sum;
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    /** {@code values[c0 ... c0 + width)} as floats from index 0, in the given slot. */
+    private static float[] narrowed(Scratch.FloatSlot slot, double[] values, int c0, int width) {
+        float[] floats = Scratch.floats(slot, width);
+        for (int c = 0; c < width; c++) {
+            floats[c] = (float) values[c0 + c];
+        }
+        return floats;
+    }
+}
