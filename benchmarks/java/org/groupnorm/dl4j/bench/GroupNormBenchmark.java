@@ -22,6 +22,7 @@ import org.groupnorm.dl4j.GroupNormalization;
 import org.groupnorm.dl4j.TensorLayout;
 import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.groupnorm.dl4j.runtime.GroupNormalizationLayer;
+import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
@@ -69,6 +70,9 @@ public class GroupNormBenchmark {
             Shape shape = Shape.parse(spec);
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(), shape.x, shape.dy));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(), shape.xNhwc, shape.dyNhwc));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(Activation.RELU), shape.x, shape.dy));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(Activation.SWISH), shape.x, shape.dy));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormHalf(), shape.xHalf(), shape.dyHalf()));
         }
         // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
         // by the kernel would hand it slow fresh allocations), before the rounds: measured after them, the first
@@ -86,8 +90,8 @@ public class GroupNormBenchmark {
         // The fast columns and torch alternate in rounds: this machine's speed drifts over minutes (shared host), and
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
-        // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b. Torch: GN fwd, f+b, BN f+b, channels_last f+b,
-        // GN+ReLU f+b, GN+SiLU f+b.
+        // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b, GN+ReLU f+b, GN+SiLU f+b, HALF f+b. Torch: GN
+        // fwd, f+b, BN f+b, channels_last f+b, GN then ReLU f+b, GN then SiLU f+b.
         Map<String, List<double[]>> measured = new LinkedHashMap<>();
         Map<String, List<double[]>> torch = new LinkedHashMap<>();
         Map<String, Allocations> allocations = new HashMap<>();
@@ -102,8 +106,14 @@ public class GroupNormBenchmark {
                 double floor = time(iterations, 1, () -> shape.x.addi(0.0f));  // one read + one write
                 GroupNormalizationLayer nhwc = shape.groupNormNhwc();
                 double nhwcFwdBwd = time(iterations, 1, () -> run(nhwc, shape.xNhwc, shape.dyNhwc));
+                GroupNormalizationLayer relu = shape.groupNorm(Activation.RELU);
+                double reluFwdBwd = time(iterations, 1, () -> run(relu, shape.x, shape.dy));
+                GroupNormalizationLayer silu = shape.groupNorm(Activation.SWISH);
+                double siluFwdBwd = time(iterations, 1, () -> run(silu, shape.x, shape.dy));
+                GroupNormalizationLayer half = shape.groupNormHalf();
+                double halfFwdBwd = time(iterations, 1, () -> run(half, shape.xHalf(), shape.dyHalf()));
                 measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor,
-                        nhwcFwdBwd});
+                        nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd});
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
@@ -140,6 +150,22 @@ public class GroupNormBenchmark {
                     ratios(ours, 3, ours, 1), theirs == null ? "-" : String.format("%.3f", median(theirs, 3)),
                     theirs == null ? "-" : ratios(ours, 3, theirs, 3));
         }
+        System.out.printf("%nFused activations (NCHW), forward+backward ms; torch runs GroupNorm then the activation:"
+                + "%n%-16s %9s %17s %17s %9s %17s %17s%n", "N,C,H,W,G", "GN+ReLU", "/plain GN", "/torch GN,ReLU",
+                "GN+SiLU", "/plain GN", "/torch GN,SiLU");
+        for (String spec : shapes) {
+            List<double[]> ours = measured.get(spec);
+            List<double[]> theirs = torch.get(spec);
+            System.out.printf("%-16s %9.3f %17s %17s %9.3f %17s %17s%n", spec, median(ours, 4),
+                    ratios(ours, 4, ours, 1), theirs == null ? "-" : ratios(ours, 4, theirs, 4), median(ours, 5),
+                    ratios(ours, 5, ours, 1), theirs == null ? "-" : ratios(ours, 5, theirs, 5));
+        }
+        System.out.printf("%nHalf precision (NCHW, HALF network), forward+backward ms:%n%-16s %9s %17s%n",
+                "N,C,H,W,G", "HALF f+b", "/float32");
+        for (String spec : shapes) {
+            List<double[]> ours = measured.get(spec);
+            System.out.printf("%-16s %9.3f %17s%n", spec, median(ours, 6), ratios(ours, 6, ours, 1));
+        }
     }
 
     /** The median over rounds of column {@code column}. */
@@ -165,6 +191,14 @@ public class GroupNormBenchmark {
 
     /** One benchmark shape (N,C,H,W,G) with random input and output gradient. */
     private record Shape(long channels, int groups, INDArray x, INDArray dy, INDArray xNhwc, INDArray dyNhwc) {
+        INDArray xHalf() {
+            return HALVES.computeIfAbsent(x, a -> a.castTo(DataType.HALF));
+        }
+
+        INDArray dyHalf() {
+            return HALVES.computeIfAbsent(dy, a -> a.castTo(DataType.HALF));
+        }
+
         static Shape parse(String spec) {
             long[] v = Arrays.stream(spec.split(",")).mapToLong(Long::parseLong).toArray();
             long[] shape = {v[0], v[1], v[2], v[3]};
@@ -175,6 +209,17 @@ public class GroupNormBenchmark {
 
         GroupNormalizationLayer groupNorm() {
             return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NCHW));
+        }
+
+        /** GroupNorm with an activation fused into it (NCHW). */
+        GroupNormalizationLayer groupNorm(Activation activation) {
+            return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NCHW).activation(activation));
+        }
+
+        /** The same GroupNorm in a HALF network. */
+        GroupNormalizationLayer groupNormHalf() {
+            return (GroupNormalizationLayer) instantiate(new GroupNormalization.Builder().nIn(channels).groups(groups)
+                    .dataFormat(TensorLayout.NCHW).build(), DataType.HALF);
         }
 
         /** The same GroupNorm on channels-last input (the same values, permuted). */
@@ -189,14 +234,19 @@ public class GroupNormBenchmark {
 
     /** A stand-alone runtime layer with parameters and gradient views, as a network would hold it. */
     private static Layer instantiate(org.deeplearning4j.nn.conf.layers.Layer conf) {
-        NeuralNetConfiguration nnc = new NeuralNetConfiguration.Builder().dataType(DataType.FLOAT).layer(conf)
-                .build();
+        return instantiate(conf, DataType.FLOAT);
+    }
+
+    private static Layer instantiate(org.deeplearning4j.nn.conf.layers.Layer conf, DataType type) {
+        NeuralNetConfiguration nnc = new NeuralNetConfiguration.Builder().dataType(type).layer(conf).build();
         long numParams = conf.initializer().numParams(conf);
-        Layer layer = conf.instantiate(nnc, null, 0, Nd4j.create(DataType.FLOAT, 1, numParams), true,
-                DataType.FLOAT);
-        layer.setBackpropGradientsViewArray(Nd4j.create(DataType.FLOAT, 1, numParams));
+        Layer layer = conf.instantiate(nnc, null, 0, Nd4j.create(type, 1, numParams), true, type);
+        layer.setBackpropGradientsViewArray(Nd4j.create(type, 1, numParams));
         return layer;
     }
+
+    /** HALF copies of the inputs, made once per array. */
+    private static final Map<INDArray, INDArray> HALVES = new java.util.IdentityHashMap<>();
 
     private static final WorkspaceConfiguration WORKSPACE = WorkspaceConfiguration.builder()
             .initialSize(0).overallocationLimit(0.2).policyReset(ResetPolicy.BLOCK_LEFT)

@@ -26,7 +26,9 @@ import org.slf4j.LoggerFactory;
  * the same name, inputs and outputs. Every other layer keeps its configuration, parameters and updater state; the
  * new layers take the BatchNorm layer's own updater, regularization, dropout and constraints (not
  * TransferLearning's Sgd(1e-3) default) and, by default, its gamma and beta as their initial values. BatchNorm's
- * running mean and variance are dropped: GroupNorm has none.
+ * running mean and variance are dropped: GroupNorm has none. A BatchNorm's activation setting, which DL4J's
+ * BatchNormalization ignores, is not carried over: every new layer is plain GroupNorm (IDENTITY), as the BatchNorm
+ * computed, and an ActivationLayer after it stays where it is.
  *
  * <pre>{@code ComputationGraph gn = BatchNormToGroupNorm.convert(resnet50);}</pre>
  */
@@ -119,7 +121,7 @@ public final class BatchNormToGroupNorm {
             gn.setConstraints(bn.getConstraints());
             gn.setGradientNormalization(bn.getGradientNormalization());
             gn.setGradientNormalizationThreshold(bn.getGradientNormalizationThreshold());
-            gn.setActivationFn(bn.getActivationFn());
+            // No activation: DL4J's BatchNormalization ignores its own, so the network computed BN without one.
             return gn;
         }
 

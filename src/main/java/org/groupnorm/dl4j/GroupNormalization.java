@@ -20,6 +20,8 @@ import org.groupnorm.dl4j.runtime.GroupNormalizationLayer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.learning.regularization.Regularization;
+import org.nd4j.linalg.activations.IActivation;
+import org.nd4j.linalg.activations.impl.ActivationIdentity;
 import org.nd4j.shade.jackson.annotation.JsonIgnore;
 import org.nd4j.shade.jackson.annotation.JsonProperty;
 
@@ -36,7 +38,14 @@ import org.nd4j.shade.jackson.annotation.JsonProperty;
  * <p>Input: feed-forward, recurrent (NCW/NWC, with time-series masks), 2D convolutional (NCHW/NHWC), 3D
  * convolutional (NCDHW/NDHWC) or flattened convolutional (a preprocessor is added). Output has the input's shape.
  * Like {@code BatchNormalization}, gamma and beta get no L1/L2/weight decay unless
- * {@link Builder#regularizeGammaBeta(boolean)} is set, and the layer has no activation function.
+ * {@link Builder#regularizeGammaBeta(boolean)} is set.
+ *
+ * <p>An activation set on the Builder ({@code .activation(Activation.RELU)}) is applied to the normalized output, as
+ * for DL4J's other layers; on the CPU, RELU, LEAKYRELU, SWISH, SIGMOID and TANH are fused into the kernel's loops
+ * (no extra pass or stored tensor), any other activation runs through its own {@code getActivation}/{@code backprop}.
+ * The default is IDENTITY, and the network-wide {@code NeuralNetConfiguration.Builder.activation(...)} does not apply
+ * to this layer: a GroupNorm is plain GroupNorm unless its own Builder says otherwise. Configurations saved before
+ * activations existed (they store DL4J's network default, which was never applied) load as plain GroupNorm.
  */
 public class GroupNormalization extends FeedForwardLayer {
 
@@ -58,9 +67,17 @@ public class GroupNormalization extends FeedForwardLayer {
     private boolean regularizeGammaBeta = false;
     /** Layout of the input; null until given by the builder or inferred from the input type. */
     private TensorLayout dataFormat;
+    /**
+     * Whether the stored activation is applied. True for every configuration built by this version; false (the
+     * value Jackson keeps when the property is absent) for files written before activations existed, whose stored
+     * activation is DL4J's network default that the layer never applied: they keep meaning plain GroupNorm.
+     */
+    private boolean appliesActivation;
 
+    /** For Jackson: the defaults, with a stored activation not applied unless the file says so. */
     public GroupNormalization() {
         this(new Builder());
+        this.appliesActivation = false;
     }
 
     private GroupNormalization(Builder builder) {
@@ -74,6 +91,7 @@ public class GroupNormalization extends FeedForwardLayer {
         this.betaInit = builder.betaInit;
         this.regularizeGammaBeta = builder.regularizeGammaBeta;
         this.dataFormat = builder.dataFormat;
+        this.appliesActivation = true;
         if (builder.groupSize != null && groupSize <= 0) {
             throw new IllegalArgumentException(describe() + ": groupSize must be > 0, got " + groupSize);
         }
@@ -332,6 +350,20 @@ public class GroupNormalization extends FeedForwardLayer {
     }
 
     /** True when the layer has both gamma and beta. Not stored: {@code scale} and {@code center} are. */
+    /** The activation applied to the normalized output: IDENTITY unless one was set on this layer's Builder. */
+    @JsonIgnore
+    public IActivation fusedActivation() {
+        return appliesActivation && activationFn != null ? activationFn : new ActivationIdentity();
+    }
+
+    public boolean isAppliesActivation() {
+        return appliesActivation;
+    }
+
+    public void setAppliesActivation(boolean appliesActivation) {
+        this.appliesActivation = appliesActivation;
+    }
+
     @JsonIgnore
     public boolean isAffine() {
         return scale && center;
@@ -392,20 +424,21 @@ public class GroupNormalization extends FeedForwardLayer {
         return groups == that.groups && groupSize == that.groupSize && Double.compare(eps, that.eps) == 0
                 && scale == that.scale && center == that.center && Double.compare(gammaInit, that.gammaInit) == 0
                 && Double.compare(betaInit, that.betaInit) == 0 && regularizeGammaBeta == that.regularizeGammaBeta
-                && dataFormat == that.dataFormat;
+                && dataFormat == that.dataFormat && appliesActivation == that.appliesActivation;
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(super.hashCode(), groups, groupSize, eps, scale, center, gammaInit, betaInit,
-                regularizeGammaBeta, dataFormat);
+                regularizeGammaBeta, dataFormat, appliesActivation);
     }
 
     @Override
     public String toString() {
         return "GroupNormalization(name=" + layerName + ", nIn=" + nIn + ", "
                 + (groupSize > 0 ? "groupSize=" + groupSize : "groups=" + groups) + ", eps=" + eps + ", scale="
-                + scale + ", center=" + center + ", dataFormat=" + dataFormat + ")";
+                + scale + ", center=" + center + ", dataFormat=" + dataFormat + ", activation=" + fusedActivation()
+                + ")";
     }
 
     /** Builder with DL4J's usual fluent style; unset options keep the defaults documented on each method. */
@@ -510,9 +543,10 @@ public class GroupNormalization extends FeedForwardLayer {
         @Override
         @SuppressWarnings("unchecked")
         public GroupNormalization build() {
-            if (activationFn != null) {
-                throw new IllegalArgumentException(describe(layerName) + ": has no activation function (got "
-                        + activationFn + "); add an ActivationLayer after it");
+            if (activationFn == null) {
+                // Set here so that the network-wide default activation, applied only to layers without one, never
+                // reaches a GroupNorm.
+                activationFn = new ActivationIdentity();
             }
             if (groups != null && groupSize != null) {
                 throw new IllegalArgumentException(describe(layerName) + ": set groups (" + groups

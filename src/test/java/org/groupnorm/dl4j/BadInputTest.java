@@ -70,9 +70,11 @@ class BadInputTest {
     }
 
     @Test
-    void anActivationFunction() {
-        assertFailsWith(IllegalArgumentException.class, () -> new GroupNormalization.Builder().name("a").activation(Activation.RELU).build(),
-                "'a'", "no activation function", "ActivationLayer");
+    void anActivationTheKernelEngineCannotFuse() {
+        GroupNormHarness gn = new GroupNormHarness(new GroupNormalization.Builder().name("a").nIn(4).groups(2)
+                .activation(Activation.ELU).build(), DataType.FLOAT, Engine.KERNEL);
+        assertFailsWith(IllegalStateException.class, () -> gn.forward(Nd4j.rand(DataType.FLOAT, 2, 4, 5, 5)),
+                "'a'", "KERNEL", "elu", "PORTABLE");
     }
 
     @Test

@@ -11,6 +11,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.NoOp;
@@ -71,6 +72,26 @@ class GradientCheckTest {
     @MethodSource("recurrentLayoutsAndEngines")
     void maskedTimeStepsPass(TensorLayout layout, Engine engine) {
         check(TestNetworks.masked(layout, new NoOp(), DataType.DOUBLE), engine);
+    }
+
+    /**
+     * Every fused activation (and ELU, which the layer runs through its own backprop on the portable engine), in a
+     * channels-first and a channels-last layout, and with masked time steps: the activation's gradient goes into
+     * GroupNorm's backward on every path.
+     */
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @MethodSource("activationsLayoutsAndEngines")
+    void activationsPass(Activation activation, TensorLayout layout, Engine engine) {
+        GroupNormalization.Builder gn = new GroupNormalization.Builder().groups(3).activation(activation);
+        check(layout == TensorLayout.NWC ? TestNetworks.masked(layout, gn, new NoOp(), DataType.DOUBLE)
+                : TestNetworks.forLayout(layout, gn, new NoOp(), DataType.DOUBLE), engine);
+    }
+
+    static Stream<Arguments> activationsLayoutsAndEngines() {
+        Activation[] activations = {Activation.RELU, Activation.LEAKYRELU, Activation.SIGMOID, Activation.TANH,
+                Activation.SWISH, Activation.ELU};
+        return Stream.of(activations).flatMap(a -> Stream.of(TensorLayout.NCHW, TensorLayout.NHWC, TensorLayout.NWC)
+                .flatMap(layout -> Stream.of(Engine.AUTO, Engine.PORTABLE).map(e -> Arguments.of(a, layout, e))));
     }
 
     static Stream<Arguments> recurrentLayoutsAndEngines() {

@@ -138,7 +138,12 @@ final class TestNetworks {
 
     /** A recurrent case whose input mask pads the tail of two sequences. */
     static Case masked(TensorLayout layout, IUpdater updater, DataType type) {
-        Case c = forLayout(layout, new GroupNormalization.Builder().groups(3), updater, type);
+        return masked(layout, new GroupNormalization.Builder().groups(3), updater, type);
+    }
+
+    /** {@link #masked} with the given GroupNorm. */
+    static Case masked(TensorLayout layout, GroupNormalization.Builder gn, IUpdater updater, DataType type) {
+        Case c = forLayout(layout, gn, updater, type);
         INDArray mask = Nd4j.ones(type, MINIBATCH, 4);
         mask.putScalar(0, 3, 0);
         mask.putScalar(1, 2, 0);

@@ -42,13 +42,35 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     }
 
     @Override
-    public void normalize(FloatBuffer x, FloatBuffer y, int from, int length, float mean, float scale, float offset) {
+    public void normalize(FloatBuffer x, FloatBuffer y, int from, int length, float mean, float scale, float offset,
+                          FusedActivation activation) {
         Blocks b = BLOCKS.get();
         for (int start = from; start < from + length; start += BLOCK) {
             int count = Math.min(BLOCK, from + length - start);
             x.get(start, b.x, 0, count);
             normalize(b.x, b.out, count, mean, scale, offset);
+            if (!activation.isIdentity()) {
+                for (int i = 0; i < count; i++) {
+                    b.out[i] = (float) activation.apply(b.out[i]);
+                }
+            }
             y.put(start, b.out, 0, count);
+        }
+    }
+
+    @Override
+    public void activationGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer g, int from, int length, float mean,
+                                   float scale, float offset, FusedActivation activation) {
+        Blocks b = BLOCKS.get();
+        for (int start = from; start < from + length; start += BLOCK) {
+            int count = Math.min(BLOCK, from + length - start);
+            x.get(start, b.x, 0, count);
+            dy.get(start, b.dy, 0, count);
+            normalize(b.x, b.out, count, mean, scale, offset);
+            for (int i = 0; i < count; i++) {
+                b.dy[i] *= (float) activation.derivative(b.out[i]);
+            }
+            g.put(start, b.dy, 0, count);
         }
     }
 

@@ -31,9 +31,12 @@ final class FloatChannelsLast {
     private FloatChannelsLast() {
     }
 
-    /** Whether this path handles the call: float32, channels last, no mask. */
-    static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
-        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null;
+    /**
+     * Whether this path handles the call: float32, channels last, no mask, no fused activation (GroupNorm followed by
+     * an activation takes the general path in this layout).
+     */
+    static boolean applies(INDArray x, TensorLayout layout, INDArray mask, FusedActivation activation) {
+        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null && activation.isIdentity();
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,

@@ -22,8 +22,15 @@ interface FloatLoops<B extends Buffer> {
     /** sums.plain = sum of (x - shift), sums.weighted = sum of (x - shift)^2, over [from, from + length). */
     void moments(B x, int from, int length, float shift, Sums sums);
 
-    /** y = (x - mean) * scale + offset over [from, from + length). */
-    void normalize(B x, B y, int from, int length, float mean, float scale, float offset);
+    /** y = activation((x - mean) * scale + offset) over [from, from + length). */
+    void normalize(B x, B y, int from, int length, float mean, float scale, float offset, FusedActivation activation);
+
+    /**
+     * The output gradient through a fused activation, {@code g = activation'((x - mean) * scale + offset) * dy}, into
+     * {@code g} (which may be where dx goes) over [from, from + length).
+     */
+    void activationGradient(B x, B dy, B g, int from, int length, float mean, float scale, float offset,
+                            FusedActivation activation);
 
     /** sums.plain = sum of dy, sums.weighted = sum of dy * (x - mean), over [from, from + length). */
     void gradientSums(B x, B dy, int from, int length, float mean, Sums sums);

@@ -18,6 +18,8 @@ final class FloatRows {
 
     /** Rows shorter than this are faster through the general path. */
     static final int MIN_ROW = 16;
+    /** Elements per piece of the activation's gradient pass (8 KiB of each array). */
+    private static final int ACTIVATION_PIECE = 2048;
 
     private static final ThreadLocal<FloatLoops.Sums> SUMS = ThreadLocal.withInitial(FloatLoops.Sums::new);
     private static final ThreadLocal<ShiftedMoments> MOMENTS = ThreadLocal.withInitial(ShiftedMoments::new);
@@ -32,26 +34,27 @@ final class FloatRows {
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
-                                           double[] beta, double eps, GroupStats stats) {
+                                           double[] beta, double eps, FusedActivation activation, GroupStats stats) {
         B in = loops.view(x);
         B out = loops.view(y);
         Parallel.forEach(geo.units(), x.length(),
-                unit -> forwardSlab(loops, in, out, unit, geo, gamma, beta, eps, stats));
+                unit -> forwardSlab(loops, in, out, unit, geo, gamma, beta, eps, activation, stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
-                                            double[] gamma, GroupStats stats, double[] sumDy,
-                                            double[] sumDyCentered) {
+                                            double[] gamma, double[] beta, FusedActivation activation,
+                                            GroupStats stats, double[] sumDy, double[] sumDyCentered) {
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
         Parallel.forEach(geo.units(), x.length(), unit -> backwardSlab(loops, in, gradOut, gradIn, unit, geo, gamma,
-                stats, sumDy, sumDyCentered));
+                beta, activation, stats, sumDy, sumDyCentered));
     }
 
     /** Normalizes slab {@code unit} (= n * G + g) of {@code in} into {@code out} and records its statistics. */
     private static <B extends Buffer> void forwardSlab(FloatLoops<B> loops, B in, B out, int unit, Geometry geo,
-                                                       double[] gamma, double[] beta, double eps, GroupStats stats) {
+                                                       double[] gamma, double[] beta, double eps,
+                                                       FusedActivation activation, GroupStats stats) {
         FloatLoops.Sums sums = SUMS.get();
         ShiftedMoments moments = MOMENTS.get();
         int base = unit * geo.slabSize;
@@ -76,16 +79,18 @@ final class FloatRows {
         float anchor = Coefficients.anchor(moments.mean);
         for (int c = first; c < first + geo.perGroup; c++) {
             loops.normalize(in, out, base + (c - first) * geo.positions, geo.positions, anchor, (float) scale[c],
-                    (float) offset[c]);
+                    (float) offset[c], activation);
         }
     }
 
     /**
      * dx for slab {@code unit} from dy and forward's statistics; stores the slab's per-channel sums of dy and of
-     * dy * (x - mean) at [n * C + c] for the parameter gradients.
+     * dy * (x - mean) at [n * C + c] for the parameter gradients. With a fused activation, dy is first taken through
+     * it (into dx, which the last pass then overwrites in place) and the sums are of that gradient.
      */
     private static <B extends Buffer> void backwardSlab(FloatLoops<B> loops, B in, B gradOut, B gradIn, int unit,
-                                                        Geometry geo, double[] gamma, GroupStats stats,
+                                                        Geometry geo, double[] gamma, double[] beta,
+                                                        FusedActivation activation, GroupStats stats,
                                                         double[] sumDy, double[] sumDyCentered) {
         FloatLoops.Sums sums = SUMS.get();
         int base = unit * geo.slabSize;
@@ -93,10 +98,31 @@ final class FloatRows {
         int first = unit % geo.groups * geo.perGroup;
         double mean = stats.mean[unit];
         float anchor = Coefficients.anchor(mean);
-        for (int c = first; c < first + geo.perGroup; c++) {
-            loops.gradientSums(in, gradOut, base + (c - first) * geo.positions, geo.positions, anchor, sums);
-            sumDy[sumsBase + c] = sums.plain;
-            sumDyCentered[sumsBase + c] = sums.weighted;
+        if (activation.isIdentity()) {
+            for (int c = first; c < first + geo.perGroup; c++) {
+                loops.gradientSums(in, gradOut, base + (c - first) * geo.positions, geo.positions, anchor, sums);
+                sumDy[sumsBase + c] = sums.plain;
+                sumDyCentered[sumsBase + c] = sums.weighted;
+            }
+        } else {
+            double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
+            double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+            Coefficients.forward(mean, stats.rstd[unit], gamma, beta, first, first + geo.perGroup, scale, offset);
+            for (int c = first; c < first + geo.perGroup; c++) {
+                sumDy[sumsBase + c] = 0;
+                sumDyCentered[sumsBase + c] = 0;
+                // In pieces that stay in the first-level cache: the sums then read back what was just written.
+                for (int from = 0; from < geo.positions; from += ACTIVATION_PIECE) {
+                    int start = base + (c - first) * geo.positions + from;
+                    int length = Math.min(ACTIVATION_PIECE, geo.positions - from);
+                    loops.activationGradient(in, gradOut, gradIn, start, length, anchor, (float) scale[c],
+                            (float) offset[c], activation);
+                    loops.gradientSums(in, gradIn, start, length, anchor, sums);
+                    sumDy[sumsBase + c] += sums.plain;
+                    sumDyCentered[sumsBase + c] += sums.weighted;
+                }
+            }
+            gradOut = gradIn;   // the activation's gradient, where dx will be
         }
         double[] dyScale = Scratch.doubles(Scratch.Slot.DY_SCALE, geo.channels);
         double[] xScale = Scratch.doubles(Scratch.Slot.X_SCALE, geo.channels);

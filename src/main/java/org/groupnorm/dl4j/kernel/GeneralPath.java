@@ -13,19 +13,21 @@ final class GeneralPath {
     }
 
     static void forward(Elements in, Elements out, double[] masks, Geometry geo, double[] gamma, double[] beta,
-                        double eps, GroupStats stats) {
+                        double eps, FusedActivation activation, GroupStats stats) {
         Parallel.forEach(geo.units(), (long) geo.units() * geo.slabSize,
-                unit -> forwardSlab(in, out, masks, unit, geo, gamma, beta, eps, stats));
+                unit -> forwardSlab(in, out, masks, unit, geo, gamma, beta, eps, activation, stats));
     }
 
     static void backward(Elements in, Elements gradOut, Elements gradIn, double[] masks, Geometry geo, double[] gamma,
-                         GroupStats stats, double[] sumDy, double[] sumDyCentered) {
+                         double[] beta, FusedActivation activation, GroupStats stats, double[] sumDy,
+                         double[] sumDyCentered) {
         Parallel.forEach(geo.units(), (long) geo.units() * geo.slabSize, unit -> backwardSlab(in, gradOut, gradIn,
-                masks, unit, geo, gamma, stats, sumDy, sumDyCentered));
+                masks, unit, geo, gamma, beta, activation, stats, sumDy, sumDyCentered));
     }
 
     private static void forwardSlab(Elements in, Elements out, double[] masks, int unit, Geometry geo,
-                                    double[] gamma, double[] beta, double eps, GroupStats stats) {
+                                    double[] gamma, double[] beta, double eps, FusedActivation activation,
+                                    GroupStats stats) {
         int n = unit / geo.groups;
         int g = unit % geo.groups;
         double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
@@ -48,7 +50,7 @@ final class GeneralPath {
         for (int j = 0; j < geo.perGroup; j++) {
             for (int s = 0; s < geo.positions; s++) {
                 int i = geo.index(j, s);
-                xs[i] = (xs[i] - anchor) * scale[first + j] + offset[first + j];
+                xs[i] = activation.apply((xs[i] - anchor) * scale[first + j] + offset[first + j]);
             }
         }
         if (weights != null) {
@@ -58,8 +60,8 @@ final class GeneralPath {
     }
 
     private static void backwardSlab(Elements in, Elements gradOut, Elements gradIn, double[] masks, int unit,
-                                     Geometry geo, double[] gamma, GroupStats stats, double[] sumDy,
-                                     double[] sumDyCentered) {
+                                     Geometry geo, double[] gamma, double[] beta, FusedActivation activation,
+                                     GroupStats stats, double[] sumDy, double[] sumDyCentered) {
         int n = unit / geo.groups;
         int g = unit % geo.groups;
         double[] xs = Scratch.doubles(Scratch.Slot.X, geo.slabSize);
@@ -75,6 +77,18 @@ final class GeneralPath {
         double anchor = Coefficients.anchor(mean);
         int first = g * geo.perGroup;
         int sumsBase = n * geo.channels;
+        if (!activation.isIdentity()) {
+            // The output gradient through the activation, at the pre-activation value forward computed.
+            double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
+            double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+            Coefficients.forward(mean, stats.rstd[unit], gamma, beta, first, first + geo.perGroup, scale, offset);
+            for (int j = 0; j < geo.perGroup; j++) {
+                for (int s = 0; s < geo.positions; s++) {
+                    int i = geo.index(j, s);
+                    dys[i] *= activation.derivative((xs[i] - anchor) * scale[first + j] + offset[first + j]);
+                }
+            }
+        }
         for (int j = 0; j < geo.perGroup; j++) {
             double dySum = 0;
             double dyCenteredSum = 0;

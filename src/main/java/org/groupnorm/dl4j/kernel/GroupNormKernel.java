@@ -12,7 +12,7 @@ import org.slf4j.LoggerFactory;
  * The CPU kernel: GroupNorm forward and analytic backward as plain loops, with the same contract as
  * {@link org.groupnorm.dl4j.GroupNorm#groupNorm} (and the tests hold the two to the same results).
  *
- * <p>Forward fills a {@link GroupStats} with each (example, group)'s mean and 1/std; backward takes it back as an
+ * <p>An activation can be fused into both passes ({@link FusedActivation}). Forward fills a {@link GroupStats} with each (example, group)'s mean and 1/std; backward takes it back as an
  * argument instead of recomputing it. Each call goes down one of three paths, one per memory format, all made of the
  * formulas in {@link Coefficients}:
  * <ul>
@@ -65,33 +65,38 @@ public final class GroupNormKernel {
      * @param gammaArray per-channel scale, length C, or null for none (scale 1)
      * @param betaArray  per-channel shift, length C, or null for none (shift 0)
      * @param mask  [N, S] with 0 for padded positions and anything else for present ones, or null
+     * @param activation applied to the normalized output ({@link FusedActivation#IDENTITY} for none); padded
+     *                   positions output 0 whatever it is
      */
     public static GroupStats forward(INDArray x, INDArray gammaArray, INDArray betaArray, INDArray mask, int groups,
-                                     double eps, TensorLayout layout, INDArray y) {
+                                     double eps, FusedActivation activation, TensorLayout layout, INDArray y) {
         double[] gamma = gammaArray == null ? null : vector(gammaArray, Scratch.Slot.GAMMA);
         double[] beta = betaArray == null ? null : vector(betaArray, Scratch.Slot.BETA);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         GroupStats stats = new GroupStats(geo.examples, groups);
         if (FloatRows.applies(x, layout, mask)) {
-            FloatRows.forward(LOOPS, x, y, geo, gamma, beta, eps, stats);
-        } else if (FloatChannelsLast.applies(x, layout, mask)) {
+            FloatRows.forward(LOOPS, x, y, geo, gamma, beta, eps, activation, stats);
+        } else if (FloatChannelsLast.applies(x, layout, mask, activation)) {
             FloatChannelsLast.forward(LOOPS, x, y, geo, gamma, beta, eps, stats);
         } else {
-            GeneralPath.forward(Elements.of(x), Elements.of(y), maskValues(mask), geo, gamma, beta, eps, stats);
+            GeneralPath.forward(Elements.of(x), Elements.of(y), maskValues(mask), geo, gamma, beta, eps, activation,
+                    stats);
         }
         return stats;
     }
 
     /**
-     * dx, dgamma, dbeta from dy and the statistics {@link #forward} returned for this x.
+     * dx, dgamma, dbeta from dy and the statistics {@link #forward} returned for this x, with the same parameters and
+     * activation as that forward call (beta is needed only by an activation).
      *
      * @param dGammaArray per-channel gradient of gamma, length C, overwritten; null when the layer has no gamma
      * @param dBetaArray  per-channel gradient of beta, length C, overwritten; null when the layer has no beta
      */
-    public static void backward(INDArray x, INDArray gammaArray, INDArray mask, INDArray dy, int groups,
-                                TensorLayout layout, GroupStats stats, INDArray dx, INDArray dGammaArray,
-                                INDArray dBetaArray) {
+    public static void backward(INDArray x, INDArray gammaArray, INDArray betaArray, INDArray mask, INDArray dy,
+                                int groups, FusedActivation activation, TensorLayout layout, GroupStats stats,
+                                INDArray dx, INDArray dGammaArray, INDArray dBetaArray) {
         double[] gamma = gammaArray == null ? null : vector(gammaArray, Scratch.Slot.GAMMA);
+        double[] beta = betaArray == null || activation.isIdentity() ? null : vector(betaArray, Scratch.Slot.BETA);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         if (!stats.fits(geo.examples, groups)) {
             throw new IllegalArgumentException("GroupNorm kernel: statistics of " + stats.mean.length
@@ -102,12 +107,12 @@ public final class GroupNormKernel {
         double[] sumDy = Scratch.doubles(Scratch.Slot.SUM_DY, geo.examples * geo.channels);
         double[] sumDyCentered = Scratch.doubles(Scratch.Slot.SUM_DY_CENTERED, geo.examples * geo.channels);
         if (FloatRows.applies(x, layout, mask)) {
-            FloatRows.backward(LOOPS, x, dy, dx, geo, gamma, stats, sumDy, sumDyCentered);
-        } else if (FloatChannelsLast.applies(x, layout, mask)) {
+            FloatRows.backward(LOOPS, x, dy, dx, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
+        } else if (FloatChannelsLast.applies(x, layout, mask, activation)) {
             FloatChannelsLast.backward(LOOPS, x, dy, dx, geo, gamma, stats, sumDy, sumDyCentered);
         } else {
-            GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), maskValues(mask), geo, gamma, stats,
-                    sumDy, sumDyCentered);
+            GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), maskValues(mask), geo, gamma, beta,
+                    activation, stats, sumDy, sumDyCentered);
         }
         if (dGammaArray != null) {
             double[] dGamma = Scratch.doubles(Scratch.Slot.D_GAMMA, geo.channels);

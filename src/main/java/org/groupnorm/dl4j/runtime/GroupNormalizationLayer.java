@@ -27,9 +27,12 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
 
     /** How the layer executes GroupNorm. */
     public enum Engine {
-        /** The CPU kernel where the backend and data type allow it (CPU, FLOAT/DOUBLE), else the portable engine. */
+        /**
+         * The CPU kernel where it applies (CPU backend; FLOAT, DOUBLE, HALF or BFLOAT16; no activation or one it
+         * fuses), else the portable engine.
+         */
         AUTO,
-        /** Always the CPU kernel (CPU backend, FLOAT/DOUBLE only). */
+        /** Always the CPU kernel (CPU backend; an activation it fuses, else an error). */
         KERNEL,
         /** Always the backend-neutral engine of ND4J operations: what runs on CUDA. */
         PORTABLE,
@@ -141,13 +144,18 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
     private GroupNormEngine engineFor(GroupNormCall call) {
         switch (engine) {
             case KERNEL:
+                if (!KernelEngine.fuses(call)) {
+                    throw new IllegalStateException(layerConf().describe() + ": the KERNEL engine fuses only the "
+                            + "IDENTITY, RELU, LEAKYRELU, SIGMOID, TANH and SWISH activations, not "
+                            + call.activation() + "; use the AUTO or PORTABLE engine");
+                }
                 return kernel;
             case PORTABLE:
                 return portable;
             case SAMEDIFF:
                 return sameDiff;
             default:
-                return GroupNormKernel.supports(call.x()) ? kernel : portable;
+                return GroupNormKernel.supports(call.x()) && KernelEngine.fuses(call) ? kernel : portable;
         }
     }
 
@@ -168,7 +176,7 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         }
         return new GroupNormCall(x, getParam(GroupNormParamInitializer.GAMMA),
                 getParam(GroupNormParamInitializer.BETA), validatedMask(x, layout), conf.groupsFor(channels),
-                conf.getEps(), layout);
+                conf.getEps(), conf.fusedActivation(), layout);
     }
 
     private TensorLayout layoutForRank(int rank) {

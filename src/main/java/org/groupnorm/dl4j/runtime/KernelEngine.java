@@ -2,6 +2,7 @@ package org.groupnorm.dl4j.runtime;
 
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
+import org.groupnorm.dl4j.kernel.FusedActivation;
 import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.groupnorm.dl4j.kernel.GroupStats;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -17,7 +18,7 @@ final class KernelEngine implements GroupNormEngine {
         INDArray x = addressable(call.x(), ArrayType.FF_WORKING_MEM, workspaceMgr);
         INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, x.dataType(), x.shape(), 'c');
         GroupStats stats = GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(),
-                call.eps(), call.layout(), y);
+                call.eps(), fused(call), call.layout(), y);
         return new Forward(y, stats);
     }
 
@@ -29,13 +30,22 @@ final class KernelEngine implements GroupNormEngine {
         if (stats == null) {
             INDArray unused = workspaceMgr.createUninitialized(ArrayType.BP_WORKING_MEM, x.dataType(), x.shape(), 'c');
             stats = GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(), call.eps(),
-                    call.layout(), unused);
+                    fused(call), call.layout(), unused);
         }
         INDArray gradOut = addressable(dy, ArrayType.BP_WORKING_MEM, workspaceMgr);
         INDArray dx = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, x.dataType(), x.shape(), 'c');
-        GroupNormKernel.backward(x, call.gamma(), call.mask(), gradOut, call.groups(), call.layout(), stats, dx,
-                dGamma, dBeta);
+        GroupNormKernel.backward(x, call.gamma(), call.beta(), call.mask(), gradOut, call.groups(), fused(call),
+                call.layout(), stats, dx, dGamma, dBeta);
         return dx;
+    }
+
+    /** Whether the kernel runs this call's activation in its loops (else the layer picks another engine). */
+    static boolean fuses(GroupNormCall call) {
+        return FusedActivation.of(call.activation()) != null;
+    }
+
+    private static FusedActivation fused(GroupNormCall call) {
+        return FusedActivation.of(call.activation());
     }
 
     /** The array itself when the kernel can address it, else a c-order copy in the given workspace. */

@@ -44,9 +44,12 @@ final class PortableEngine implements GroupNormEngine {
             Nd4j.exec(new MulOp(new INDArray[]{centered, scale}, new INDArray[]{out}));
             if (call.beta() != null) {
                 out.addi(call.beta().castTo(groups.computeType()).reshape(1, -1, 1));
-                if (groups.presence() != null) {
-                    out.muli(groups.presence().reshape(groups.rows()));   // padding outputs 0, not beta
-                }
+            }
+            if (!call.hasIdentityActivation()) {
+                call.activation().getActivation(out, true);   // in place
+            }
+            if ((call.beta() != null || !call.hasIdentityActivation()) && groups.presence() != null) {
+                out.muli(groups.presence().reshape(groups.rows()));   // padding outputs 0, not beta or act(beta)
             }
             if (!groups.writesDirectly(y)) {
                 groups.writeInLayout(out, y);
@@ -65,6 +68,9 @@ final class PortableEngine implements GroupNormEngine {
             Statistics stats = statistics(groups, call.x(), call.eps());
             INDArray centered = stats.centered().reshape(groups.rows());                 // [N, C, S]
             INDArray gradOut = groups.rowsOf(dy);                                 // [N, C, S], may be dy
+            if (!call.hasIdentityActivation()) {
+                gradOut = throughActivation(call, groups, stats, gradOut);
+            }
             // Per (example, channel): sum of dy and sum of dy * (x - mean). xhat = (x - mean) * rstd.
             INDArray sumDy = gradOut.sum(2);                                             // [N, C]
             INDArray sumDyCentered = Nd4j.createUninitialized(groups.computeType(), groups.examples(),
@@ -103,6 +109,24 @@ final class PortableEngine implements GroupNormEngine {
             }
         }
         return dx;
+    }
+
+    /**
+     * The output gradient taken back through the layer's activation, [N, C, S]: the activation's own backprop at the
+     * pre-activation value (recomputed from forward's formula), 0 at padded positions.
+     */
+    private static INDArray throughActivation(GroupNormCall call, Groups groups, Statistics stats, INDArray gradOut) {
+        INDArray pre = Nd4j.createUninitialized(groups.computeType(), groups.rows());
+        INDArray scale = channelScale(groups.perChannel(stats.rstd()), call.gamma(), groups);
+        Nd4j.exec(new MulOp(new INDArray[]{stats.centered().reshape(groups.rows()), scale}, new INDArray[]{pre}));
+        if (call.beta() != null) {
+            pre.addi(call.beta().castTo(groups.computeType()).reshape(1, -1, 1));
+        }
+        INDArray gradient = call.activation().backprop(pre, gradOut.castTo(groups.computeType())).getFirst();
+        if (groups.presence() != null) {
+            gradient.muli(groups.presence().reshape(groups.rows()));
+        }
+        return gradient;
     }
 
     /** rstd * gamma_c per (example, channel), [N, C, 1], in place in {@code rstdPerChannel}; rstd when no gamma. */

@@ -35,6 +35,7 @@ final class SameDiffEngine implements GroupNormEngine {
 
     @Override
     public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+        requireNoActivation(call);
         INDArray y;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
             y = graphFor(call).output(placeholders(call, null), Y).get(Y);
@@ -45,6 +46,7 @@ final class SameDiffEngine implements GroupNormEngine {
     @Override
     public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
+        requireNoActivation(call);
         Map<String, INDArray> gradients;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
             SameDiff sd = graphFor(call);
@@ -130,5 +132,13 @@ final class SameDiffEngine implements GroupNormEngine {
 
     private record GraphKey(TensorLayout layout, int groups, double eps, boolean scale, boolean center, boolean masked,
                             DataType dataType) {
+    }
+
+    /** This engine checks the SameDiff definition of GroupNorm alone; activations run on the other engines. */
+    private static void requireNoActivation(GroupNormCall call) {
+        if (!call.hasIdentityActivation()) {
+            throw new IllegalStateException("GroupNorm's SAMEDIFF engine runs GroupNorm without an activation (got "
+                    + call.activation() + "); use the AUTO, KERNEL or PORTABLE engine");
+        }
     }
 }

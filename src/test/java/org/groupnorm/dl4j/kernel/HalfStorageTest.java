@@ -56,10 +56,11 @@ class HalfStorageTest {
         INDArray beta = Nd4j.linspace(-1, 1, 8, DataType.DOUBLE);
         INDArray y = Nd4j.create(DataType.BFLOAT16, shape);
         GroupNormKernel.forward(x, gamma.castTo(DataType.BFLOAT16), beta.castTo(DataType.BFLOAT16), null, 4, 1e-5,
-                TensorLayout.NHWC, y);
+                FusedActivation.IDENTITY, TensorLayout.NHWC, y);
         INDArray expected = Nd4j.create(DataType.DOUBLE, shape);
         GroupNormKernel.forward(x.castTo(DataType.DOUBLE), gamma.castTo(DataType.BFLOAT16).castTo(DataType.DOUBLE),
-                beta.castTo(DataType.BFLOAT16).castTo(DataType.DOUBLE), null, 4, 1e-5, TensorLayout.NHWC, expected);
+                beta.castTo(DataType.BFLOAT16).castTo(DataType.DOUBLE), null, 4, 1e-5, FusedActivation.IDENTITY, TensorLayout.NHWC,
+                expected);
         // bfloat16 keeps 8 significant bits: rounding moves a value by at most 2^-8 of its magnitude.
         double error = y.castTo(DataType.DOUBLE).subi(expected).amaxNumber().doubleValue();
         assertTrue(error <= expected.amaxNumber().doubleValue() / 256, "error " + error);

@@ -81,7 +81,7 @@ class KernelLoopsTest {
                 assertEquals(products, sums.weighted, 1e-5 * length, where + ": sum of dy (x - mean)");
 
                 outArray.assign(0);
-                loops.normalize(xs, out, from, length, MEAN, scale, offset);
+                loops.normalize(xs, out, from, length, MEAN, scale, offset, FusedActivation.IDENTITY);
                 for (int i = from; i < from + length; i++) {
                     assertEquals(((double) x[i] - MEAN) * scale + offset, outArray.getDouble(i), 1e-5, where);
                 }
@@ -92,6 +92,43 @@ class KernelLoopsTest {
                 }
                 assertEquals(0.0, outArray.getDouble(from + length), where + ": wrote past the run");
                 assertEquals(0.0, outArray.getDouble(from == 0 ? size - 1 : from - 1), where + ": wrote before it");
+            }
+        }
+    }
+
+    /**
+     * The fused activations inside the run loops: the activated output, and the output gradient taken through the
+     * activation's derivative, against {@link FusedActivation}'s double formulas.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void fusedActivationLoopsMatchDoubleArithmetic(String name, FloatLoops<B> loops) {
+        Random random = new Random(6);
+        int size = 1000;
+        float[] x = values(random, size, MEAN, 1.5);
+        float[] dy = values(random, size, 0, 1);
+        B xs = loops.view(Nd4j.createFromArray(x));
+        B dys = loops.view(Nd4j.createFromArray(dy));
+        INDArray outArray = Nd4j.createFromArray(new float[size]);
+        B out = loops.view(outArray);
+        float scale = 1.7f;
+        float offset = 0.2f;
+        for (FusedActivation.Kind kind : FusedActivation.Kind.values()) {
+            FusedActivation activation = new FusedActivation(kind, 0.05f);
+            for (int from : OFFSETS) {
+                int length = 997 - from;
+                String where = name + " " + kind + ", [" + from + ", " + (from + length) + ")";
+                loops.normalize(xs, out, from, length, MEAN, scale, offset, activation);
+                for (int i = from; i < from + length; i++) {
+                    double pre = ((double) x[i] - MEAN) * scale + offset;
+                    assertEquals(activation.apply(pre), outArray.getDouble(i), 2e-6, where + ": output at " + i);
+                }
+                loops.activationGradient(xs, dys, out, from, length, MEAN, scale, offset, activation);
+                for (int i = from; i < from + length; i++) {
+                    double pre = ((double) x[i] - MEAN) * scale + offset;
+                    assertEquals(activation.derivative(pre) * dy[i], outArray.getDouble(i), 2e-6,
+                            where + ": gradient at " + i);
+                }
             }
         }
     }

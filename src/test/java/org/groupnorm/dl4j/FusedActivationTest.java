@@ -1,0 +1,154 @@
+package org.groupnorm.dl4j;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.stream.Stream;
+import org.deeplearning4j.nn.conf.CNN2DFormat;
+import org.deeplearning4j.nn.conf.MultiLayerConfiguration;
+import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.inputs.InputType;
+import org.deeplearning4j.nn.conf.layers.ActivationLayer;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
+import org.deeplearning4j.nn.conf.layers.OutputLayer;
+import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
+import org.deeplearning4j.util.ModelSerializer;
+import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.linalg.activations.Activation;
+import org.nd4j.linalg.activations.impl.ActivationIdentity;
+import org.nd4j.linalg.activations.impl.ActivationSwish;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.Sgd;
+import org.nd4j.linalg.lossfunctions.LossFunctions;
+
+/**
+ * An activation set on the GroupNorm Builder computes exactly GroupNorm followed by DL4J's own ActivationLayer with
+ * that activation (outputs and every gradient, float32 as networks run it), on the kernel (fused loops: channels
+ * first on the SIMD path, channels last on the general path) and on the portable engine; and a configuration only
+ * gets an activation from its own Builder, never from the network default or from files saved before activations.
+ */
+class FusedActivationTest {
+
+    static Stream<Arguments> activationsLayoutsAndEngines() {
+        Activation[] activations = {Activation.RELU, Activation.LEAKYRELU, Activation.SIGMOID, Activation.TANH,
+                Activation.SWISH, Activation.ELU};
+        return Stream.of(activations).flatMap(a -> Stream.of(CNN2DFormat.NCHW, CNN2DFormat.NHWC).flatMap(
+                format -> Stream.of(Engine.AUTO, Engine.PORTABLE).map(engine -> Arguments.of(a, format, engine))));
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2}")
+    @MethodSource("activationsLayoutsAndEngines")
+    void fusedActivationEqualsGroupNormThenActivationLayer(Activation activation, CNN2DFormat format, Engine engine) {
+        MultiLayerNetwork fused = network(format, new GroupNormalization.Builder().groups(4).activation(activation)
+                .build(), null);
+        MultiLayerNetwork separate = network(format, new GroupNormalization.Builder().groups(4).build(),
+                new ActivationLayer.Builder().activation(activation).build());
+        separate.setParams(fused.params());
+        TestNetworks.useEngine(fused, engine);
+        TestNetworks.useEngine(separate, engine);
+        // 16x16 positions: float32 channels-first input takes the kernel's SIMD path.
+        long[] shape = format == CNN2DFormat.NCHW ? new long[]{3, 2, 18, 18} : new long[]{3, 18, 18, 2};
+        INDArray input = Nd4j.randn(DataType.FLOAT, shape).muli(2);
+        INDArray labels = Nd4j.eye(3).castTo(DataType.FLOAT);
+        String where = activation + " " + format + " " + engine;
+        assertClose(separate.output(input), fused.output(input), 1e-5, where + ": output");
+        fused.setInput(input);
+        fused.setLabels(labels);
+        separate.setInput(input);
+        separate.setLabels(labels);
+        fused.computeGradientAndScore();
+        separate.computeGradientAndScore();
+        assertClose(separate.gradient().gradient(), fused.gradient().gradient(), 1e-5, where + ": gradients");
+    }
+
+    @Test
+    void networkDefaultActivationDoesNotReachGroupNorm() {
+        MultiLayerConfiguration conf = new NeuralNetConfiguration.Builder().activation(Activation.RELU).list()
+                .layer(new GroupNormalization.Builder().nIn(4).groups(2).build())
+                .layer(new GroupNormalization.Builder().nIn(4).groups(2).activation(Activation.SWISH).build())
+                .build();
+        assertInstanceOf(ActivationIdentity.class, gn(conf, 0).fusedActivation());
+        assertInstanceOf(ActivationSwish.class, gn(conf, 1).fusedActivation());
+        MultiLayerConfiguration json = MultiLayerConfiguration.fromJson(conf.toJson());
+        MultiLayerConfiguration yaml = MultiLayerConfiguration.fromYaml(conf.toYaml());
+        for (MultiLayerConfiguration loaded : new MultiLayerConfiguration[]{json, yaml}) {
+            assertInstanceOf(ActivationIdentity.class, gn(loaded, 0).fusedActivation());
+            assertInstanceOf(ActivationSwish.class, gn(loaded, 1).fusedActivation());
+        }
+    }
+
+    /**
+     * A model saved by the release before activations existed (written by that version's code: a network with
+     * {@code .activation(Activation.RELU)} as its default, conv 3x3 -> GroupNorm(2 groups, betaInit -0.5) -> softmax
+     * output; its GroupNorm stores RELU, which that version never applied) loads as plain GroupNorm: the same output
+     * as the network rebuilt today without an activation, and different from one with the ReLU applied.
+     */
+    @Test
+    void modelSavedBeforeActivationsLoadsAsPlainGroupNorm() throws Exception {
+        MultiLayerNetwork legacy;
+        try (var in = getClass().getResourceAsStream("/legacy/groupnorm-0.1.0-relu-default.zip")) {
+            legacy = ModelSerializer.restoreMultiLayerNetwork(in, false);
+        }
+        GroupNormalization conf = (GroupNormalization) legacy.getLayerWiseConfigurations().getConf(1).getLayer();
+        assertInstanceOf(ActivationIdentity.class, conf.fusedActivation());
+        MultiLayerNetwork plain = rebuilt(legacy, new GroupNormalization.Builder().groups(2).build());
+        MultiLayerNetwork relu = rebuilt(legacy, new GroupNormalization.Builder().groups(2)
+                .activation(Activation.RELU).build());
+        INDArray input = Nd4j.randn(DataType.FLOAT, 4, 1, 6, 6);
+        assertClose(plain.output(input), legacy.output(input), 0, "legacy model output");
+        assertTrue(relu.output(input).sub(legacy.output(input)).amaxNumber().doubleValue() > 1e-3,
+                "with the stored ReLU applied the output would differ");
+        // Re-saved, it stays what it was.
+        MultiLayerConfiguration again = MultiLayerConfiguration.fromJson(legacy.getLayerWiseConfigurations().toJson());
+        assertInstanceOf(ActivationIdentity.class, gn(again, 1).fusedActivation());
+    }
+
+    /** The legacy network's layers with GroupNorm replaced by {@code gn}, and the legacy parameters. */
+    private static MultiLayerNetwork rebuilt(MultiLayerNetwork legacy, GroupNormalization gn) {
+        MultiLayerNetwork net = new MultiLayerNetwork(new NeuralNetConfiguration.Builder().dataType(DataType.FLOAT)
+                .activation(Activation.RELU).list()
+                .layer(new ConvolutionLayer.Builder(3, 3).nOut(4).build())
+                .layer(gn)
+                .layer(new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nOut(3)
+                        .activation(Activation.SOFTMAX).build())
+                .setInputType(InputType.convolutional(6, 6, 1)).build());
+        net.init(legacy.params().dup(), false);
+        return net;
+    }
+
+    /** conv 3x3 (TANH) -> GroupNorm -> [activation layer] -> softmax output, float32. */
+    private static MultiLayerNetwork network(CNN2DFormat format, GroupNormalization gn, ActivationLayer activation) {
+        NeuralNetConfiguration.ListBuilder list = new NeuralNetConfiguration.Builder().seed(3)
+                .dataType(DataType.FLOAT).updater(new Sgd(0.1)).list()
+                .layer(new ConvolutionLayer.Builder(3, 3).nOut(8).activation(Activation.TANH).dataFormat(format)
+                        .build())
+                .layer(gn);
+        if (activation != null) {
+            list.layer(activation);
+        }
+        MultiLayerNetwork net = new MultiLayerNetwork(list
+                .layer(new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nOut(3)
+                        .activation(Activation.SOFTMAX).build())
+                .setInputType(InputType.convolutional(18, 18, 2, format)).build());
+        net.init();
+        return net;
+    }
+
+    private static GroupNormalization gn(MultiLayerConfiguration conf, int index) {
+        return (GroupNormalization) conf.getConf(index).getLayer();
+    }
+
+    /** max |expected - actual| <= tolerance * max(1, max |expected|). */
+    private static void assertClose(INDArray expected, INDArray actual, double tolerance, String what) {
+        double scale = Math.max(1, expected.amaxNumber().doubleValue());
+        double error = expected.sub(actual).amaxNumber().doubleValue();
+        assertTrue(error <= tolerance * scale, what + ": error " + error + " > " + tolerance + " * " + scale);
+    }
+}
