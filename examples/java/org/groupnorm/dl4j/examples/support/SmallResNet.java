@@ -27,8 +27,8 @@ import org.nd4j.linalg.schedule.ScheduleType;
  * default), three stages of
  * basic residual blocks (two 3x3 convolutions each, {@link ElementWiseVertex} add, projection shortcut when the shape
  * changes), global average pooling and a softmax classifier. Every convolution is followed by the chosen
- * normalization; everything else (initialization, updater, schedule) is the same whichever norm is chosen, so the two
- * networks differ only there.
+ * normalization (GroupNorm with the block's first ReLU fused into it); everything else (initialization, updater,
+ * schedule) is the same whichever norm is chosen, so the networks differ only there.
  */
 public final class SmallResNet {
 
@@ -157,18 +157,30 @@ public final class SmallResNet {
         return name + "_relu";
     }
 
+    /**
+     * conv -> norm -> ReLU. GroupNorm applies the ReLU itself (fused: no extra pass, no extra layer); BatchNorm and
+     * no norm are followed by an {@link ActivationLayer} (DL4J's BatchNormalization ignores an activation).
+     */
     private String convNormRelu(ComputationGraphConfiguration.GraphBuilder graph, String name, String input,
                                 int channels, int stride) {
-        String normed = convNorm(graph, name, input, channels, 3, stride);
+        if (norm == Norm.GROUP) {
+            return convNorm(graph, name, input, channels, 3, stride, Activation.RELU);
+        }
+        String normed = convNorm(graph, name, input, channels, 3, stride, Activation.IDENTITY);
         graph.addLayer(name + "_relu", new ActivationLayer(Activation.RELU), normed);
         return name + "_relu";
     }
 
     private String convNorm(ComputationGraphConfiguration.GraphBuilder graph, String name, String input,
                             int channels, int kernel, int stride) {
+        return convNorm(graph, name, input, channels, kernel, stride, Activation.IDENTITY);
+    }
+
+    private String convNorm(ComputationGraphConfiguration.GraphBuilder graph, String name, String input,
+                            int channels, int kernel, int stride, Activation groupNormActivation) {
         graph.addLayer(name + "_conv", new ConvolutionLayer.Builder(kernel, kernel).stride(stride, stride)
                 .nOut(channels).hasBias(norm == Norm.NONE).activation(Activation.IDENTITY).build(), input);
-        Layer normLayer = normLayer();
+        Layer normLayer = normLayer(groupNormActivation);
         if (normLayer == null) {
             return name + "_conv";
         }
@@ -176,12 +188,12 @@ public final class SmallResNet {
         return name + "_norm";
     }
 
-    private Layer normLayer() {
+    private Layer normLayer(Activation groupNormActivation) {
         switch (norm) {
             case BATCH:
                 return new BatchNormalization.Builder().decay(batchNormDecay).build();
             case GROUP:
-                return new GroupNormalization.Builder().groups(groups).build();
+                return new GroupNormalization.Builder().groups(groups).activation(groupNormActivation).build();
             default:
                 return null;
         }

@@ -1,5 +1,13 @@
 package org.groupnorm.dl4j.examples;
 
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+import org.deeplearning4j.nn.conf.layers.ActivationLayer;
+import org.nd4j.linalg.activations.impl.ActivationIdentity;
+import org.nd4j.linalg.activations.impl.ActivationReLU;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -26,29 +34,59 @@ class SmallResNetTest {
     void batchNormAndGroupNormNetworksDifferOnlyInTheirNormLayers() {
         ComputationGraphConfiguration bn = new SmallResNet().norm(SmallResNet.Norm.BATCH).configuration();
         ComputationGraphConfiguration gn = new SmallResNet().norm(SmallResNet.Norm.GROUP).groups(8).configuration();
-        assertEquals(bn.getVertices().keySet(), gn.getVertices().keySet());
+        // GroupNorm takes the ReLU that follows a norm into itself: BN's "norm -> relu" pair is GN's one norm vertex.
+        Map<String, String> gnName = new HashMap<>();
+        for (String name : bn.getVertices().keySet()) {
+            List<String> inputs = bn.getVertexInputs().get(name);
+            boolean reluAfterNorm = isLayer(bn, name, ActivationLayer.class) && inputs.size() == 1
+                    && isLayer(bn, inputs.get(0), BatchNormalization.class);
+            gnName.put(name, reluAfterNorm ? inputs.get(0) : name);
+        }
+        for (String input : bn.getNetworkInputs()) {
+            gnName.put(input, input);
+        }
+        Set<String> gnVertices = new HashSet<>(gn.getVertices().keySet());
+        gnVertices.addAll(gn.getNetworkInputs());
+        assertEquals(new HashSet<>(gnName.values()), gnVertices);
         List<String> normLayers = new ArrayList<>();
         int adds = 0;
+        int fused = 0;
         for (String name : bn.getVertices().keySet()) {
+            if (!gnName.get(name).equals(name)) {
+                fused++;
+                continue;
+            }
             GraphVertex bnVertex = bn.getVertices().get(name);
             GraphVertex gnVertex = gn.getVertices().get(name);
-            assertEquals(bn.getVertexInputs().get(name), gn.getVertexInputs().get(name), name);
+            List<String> bnInputs = bn.getVertexInputs().get(name);
+            assertEquals(bnInputs == null ? null : bnInputs.stream().map(gnName::get).collect(Collectors.toList()),
+                    gn.getVertexInputs().get(name), name);
             if (bnVertex instanceof ElementWiseVertex) {
                 adds++;
             }
-            if (bnVertex instanceof LayerVertex
-                    && ((LayerVertex) bnVertex).getLayerConf().getLayer() instanceof BatchNormalization) {
+            if (isLayer(bn, name, BatchNormalization.class)) {
                 normLayers.add(name);
                 GroupNormalization groupNorm = (GroupNormalization) ((LayerVertex) gnVertex).getLayerConf()
                         .getLayer();
                 assertEquals(8, groupNorm.groupsFor(groupNorm.getNIn()), name);
+                boolean followedByRelu = gnName.containsValue(name) && gnName.entrySet().stream()
+                        .anyMatch(e -> e.getValue().equals(name) && !e.getKey().equals(name));
+                assertEquals(followedByRelu ? new ActivationReLU() : new ActivationIdentity(),
+                        groupNorm.fusedActivation(), name);
             } else {
                 assertEquals(bnVertex.toString(), gnVertex.toString(), name);
             }
         }
-        // stem + 2 per block in 3 stages + projections into stages 2 and 3
+        // stem + 2 per block in 3 stages + projections into stages 2 and 3; ReLU fused after the stem and each
+        // block's first convolution.
         assertEquals(9, normLayers.size(), normLayers.toString());
         assertEquals(3, adds);
+        assertEquals(4, fused);
+    }
+
+    private static boolean isLayer(ComputationGraphConfiguration conf, String name, Class<?> type) {
+        GraphVertex vertex = conf.getVertices().get(name);
+        return vertex instanceof LayerVertex && type.isInstance(((LayerVertex) vertex).getLayerConf().getLayer());
     }
 
     @Test
