@@ -102,8 +102,11 @@ abstract class Elements {
         }
     }
 
-    /** IEEE binary16 or bfloat16 storage. */
+    /** IEEE binary16 or bfloat16 storage, read and written in bulk through a staging array. */
     private static final class Halves extends Elements {
+        /** Every binary16 value as a float, indexed by its bits: reading is one table lookup per element. */
+        private static final float[] HALF_VALUES = halfValues();
+
         private final ShortBuffer buffer;
         private final boolean brain;
 
@@ -114,18 +117,30 @@ abstract class Elements {
 
         @Override
         void read(int start, double[] dst, int dstOffset, int count) {
+            short[] staging = Scratch.shorts(count);
+            buffer.get(start, staging, 0, count);
             for (int i = 0; i < count; i++) {
-                short bits = buffer.get(start + i);
-                dst[dstOffset + i] = brain ? Float.intBitsToFloat((bits & 0xffff) << 16) : halfToFloat(bits);
+                dst[dstOffset + i] = brain ? Float.intBitsToFloat((staging[i] & 0xffff) << 16)
+                        : HALF_VALUES[staging[i] & 0xffff];
             }
         }
 
         @Override
         void write(int start, double[] src, int srcOffset, int count) {
+            short[] staging = Scratch.shorts(count);
             for (int i = 0; i < count; i++) {
                 float value = (float) src[srcOffset + i];
-                buffer.put(start + i, brain ? floatToBfloat16(value) : floatToHalf(value));
+                staging[i] = brain ? floatToBfloat16(value) : floatToHalf(value);
             }
+            buffer.put(start, staging, 0, count);
+        }
+
+        private static float[] halfValues() {
+            float[] values = new float[1 << 16];
+            for (int bits = 0; bits < values.length; bits++) {
+                values[bits] = halfToFloat((short) bits);
+            }
+            return values;
         }
     }
 

@@ -34,6 +34,17 @@ final class Scratch {
         return buffers[slot.ordinal()];
     }
 
+    private static final ThreadLocal<short[][]> SHORTS = ThreadLocal.withInitial(() -> new short[1][0]);
+
+    /** Staging for half-precision storage; used only inside one {@link Elements} call. */
+    static short[] shorts(int length) {
+        short[][] buffers = SHORTS.get();
+        if (buffers[0].length < length) {
+            buffers[0] = new short[length];
+        }
+        return buffers[0];
+    }
+
     static float[] floats(FloatSlot slot, int length) {
         float[][] buffers = FLOATS.get();
         if (buffers[slot.ordinal()].length < length) {
