@@ -250,32 +250,24 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
         /** A channels-last row buffer of at least {@code width} floats (grows once per width). */
         float[] row(int width) {
-            if (row.length < width) {
-                row = new float[width];
-            }
-            return row;
+            return row = atLeast(row, width);
         }
 
         float[] gradRow(int width) {
-            if (gradRow.length < width) {
-                gradRow = new float[width];
-            }
-            return gradRow;
+            return gradRow = atLeast(gradRow, width);
         }
 
         /** Column partial sums, zero between uses. */
         float[] partialSums(int width) {
-            if (partialSums.length < width) {
-                partialSums = new float[width];
-            }
-            return partialSums;
+            return partialSums = atLeast(partialSums, width);
         }
 
         float[] partialProducts(int width) {
-            if (partialProducts.length < width) {
-                partialProducts = new float[width];
-            }
-            return partialProducts;
+            return partialProducts = atLeast(partialProducts, width);
+        }
+
+        private static float[] atLeast(float[] buffer, int length) {
+            return buffer.length >= length ? buffer : new float[length];
         }
 
         /** Adds the lanes into the sums (in double) and clears them. */

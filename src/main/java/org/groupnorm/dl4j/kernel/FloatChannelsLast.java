@@ -43,13 +43,7 @@ final class FloatChannelsLast {
                                            double[] beta, double eps, GroupStats stats) {
         B in = loops.view(x);
         B out = loops.view(y);
-        int groupsPerBlock = groupsPerBlock(geo);
-        int blocks = ceilDiv(geo.groups, groupsPerBlock);
-        Parallel.forEach(geo.examples * blocks, x.length(), unit -> {
-            int firstGroup = unit % blocks * groupsPerBlock;
-            forwardBlock(loops, in, out, unit / blocks, firstGroup, Math.min(geo.groups, firstGroup + groupsPerBlock),
-                    geo, gamma, beta, eps, stats);
-        });
+        forEachBlock(geo, (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
@@ -58,13 +52,23 @@ final class FloatChannelsLast {
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
+        forEachBlock(geo, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, stats,
+                sumDy, sumDyCentered));
+    }
+
+    /** Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel. */
+    private static void forEachBlock(Geometry geo, BlockBody body) {
         int groupsPerBlock = groupsPerBlock(geo);
         int blocks = ceilDiv(geo.groups, groupsPerBlock);
-        Parallel.forEach(geo.examples * blocks, x.length(), unit -> {
+        Parallel.forEach(geo.examples * blocks, (long) geo.examples * geo.channels * geo.positions, unit -> {
             int firstGroup = unit % blocks * groupsPerBlock;
-            backwardBlock(loops, in, gradOut, gradIn, unit / blocks, firstGroup,
-                    Math.min(geo.groups, firstGroup + groupsPerBlock), geo, gamma, stats, sumDy, sumDyCentered);
+            body.run(unit / blocks, firstGroup, Math.min(geo.groups, firstGroup + groupsPerBlock));
         });
+    }
+
+    /** The work on one block. */
+    private interface BlockBody {
+        void run(int n, int g0, int g1);
     }
 
     /**
