@@ -13,6 +13,7 @@ import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.BatchNormalization;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.deeplearning4j.nn.params.BatchNormalizationParamInitializer;
@@ -31,6 +32,9 @@ import org.slf4j.LoggerFactory;
  * computed, and an ActivationLayer after it stays where it is.
  *
  * <pre>{@code ComputationGraph gn = BatchNormToGroupNorm.convert(resnet50);}</pre>
+ *
+ * <p>With {@link Options#weightStandardization(boolean)} the convolutions feeding those norms also become
+ * {@link WeightStandardizedConvolution}s with the same weights: GN+WS.
  */
 public final class BatchNormToGroupNorm {
 
@@ -39,13 +43,25 @@ public final class BatchNormToGroupNorm {
     private BatchNormToGroupNorm() {
     }
 
-    /** What a conversion produced: the new network (or configuration) and the names of the swapped layers. */
-    public record Report<T>(T result, List<String> swappedLayers) {
-        /** "Swapped 53 BatchNormalization layers for GroupNormalization: [bn_conv1, ...]". */
+    /**
+     * What a conversion produced: the new network (or configuration), the names of the swapped layers and of the
+     * convolutions turned into {@link WeightStandardizedConvolution}s (empty unless asked for).
+     */
+    public record Report<T>(T result, List<String> swappedLayers, List<String> standardizedConvolutions) {
+        /**
+         * "Swapped 53 BatchNormalization layers for GroupNormalization: [bn_conv1, ...]", and when there are any,
+         * "; weight-standardized 53 convolutions: [conv1, ...]".
+         */
         @Override
         public String toString() {
-            return "Swapped " + swappedLayers.size() + " BatchNormalization layer" + (swappedLayers.size() == 1 ? "" : "s")
-                    + " for GroupNormalization" + (swappedLayers.isEmpty() ? "" : ": " + swappedLayers);
+            return "Swapped " + count(swappedLayers, "BatchNormalization layer") + " for GroupNormalization"
+                    + (swappedLayers.isEmpty() ? "" : ": " + swappedLayers)
+                    + (standardizedConvolutions.isEmpty() ? "" : "; weight-standardized "
+                    + count(standardizedConvolutions, "convolution") + ": " + standardizedConvolutions);
+        }
+
+        private static String count(List<String> names, String noun) {
+            return names.size() + " " + noun + (names.size() == 1 ? "" : "s");
         }
     }
 
@@ -56,6 +72,7 @@ public final class BatchNormToGroupNorm {
         private int groupSize;
         private Double eps;
         private boolean carryAffine = true;
+        private boolean weightStandardization;
 
         /**
          * Exactly this many groups for every layer (an error names any layer whose channels it does not divide).
@@ -85,6 +102,16 @@ public final class BatchNormToGroupNorm {
         /** Start GroupNorm's gamma/beta from BatchNorm's learned ones (default true); false starts from 1 and 0. */
         public Options carryAffine(boolean carryAffine) {
             this.carryAffine = carryAffine;
+            return this;
+        }
+
+        /**
+         * Also turn every plain {@code ConvolutionLayer} whose output feeds a swapped BatchNorm into a
+         * {@link WeightStandardizedConvolution} (default false): the GN+WS recipe. Same weights, name, inputs and
+         * training configuration; eps {@value WeightStandardizedConvolution#DEFAULT_EPS}.
+         */
+        public Options weightStandardization(boolean weightStandardization) {
+            this.weightStandardization = weightStandardization;
             return this;
         }
 
@@ -175,20 +202,36 @@ public final class BatchNormToGroupNorm {
                 }
             }
         }
-        return new Report<>(converted, Collections.unmodifiableList(swapped));
+        List<String> standardized = new ArrayList<>();
+        if (options.weightStandardization) {
+            for (String norm : swapped) {
+                for (String input : converted.getVertexInputs().get(norm)) {
+                    GraphVertex vertex = converted.getVertices().get(input);
+                    if (vertex instanceof LayerVertex && standardize(((LayerVertex) vertex).getLayerConf())) {
+                        standardized.add(input);
+                    }
+                }
+            }
+        }
+        return new Report<>(converted, Collections.unmodifiableList(swapped),
+                Collections.unmodifiableList(standardized));
     }
 
     public static Report<MultiLayerConfiguration> convertWithReport(MultiLayerConfiguration conf, Options options) {
         MultiLayerConfiguration converted = conf.clone();
         List<String> swapped = new ArrayList<>();
+        List<String> standardized = new ArrayList<>();
         for (int i = 0; i < converted.getConfs().size(); i++) {
             NeuralNetConfiguration layerConf = converted.getConf(i);
             if (swapLayer(layerConf, options)) {
-                swapped.add(layerConf.getLayer().getLayerName() != null ? layerConf.getLayer().getLayerName()
-                        : "layer" + i);
+                swapped.add(nameOf(converted, i));
+                if (options.weightStandardization && i > 0 && standardize(converted.getConf(i - 1))) {
+                    standardized.add(nameOf(converted, i - 1));
+                }
             }
         }
-        return new Report<>(converted, Collections.unmodifiableList(swapped));
+        return new Report<>(converted, Collections.unmodifiableList(swapped),
+                Collections.unmodifiableList(standardized));
     }
 
     public static Report<ComputationGraph> convertWithReport(ComputationGraph net, Options options) {
@@ -202,7 +245,7 @@ public final class BatchNormToGroupNorm {
             UpdaterStateCopier.copy(net.getUpdater().getUpdaterBlocks(),
                     converted.getUpdater(true).getUpdaterBlocks(), BatchNormToGroupNorm::layerName);
         }
-        return new Report<>(converted, conf.swappedLayers());
+        return new Report<>(converted, conf.swappedLayers(), conf.standardizedConvolutions());
     }
 
     public static Report<MultiLayerNetwork> convertWithReport(MultiLayerNetwork net, Options options) {
@@ -219,7 +262,7 @@ public final class BatchNormToGroupNorm {
                             .getUpdaterBlocks(),
                     layer -> String.valueOf(((Layer) layer).getIndex()));
         }
-        return new Report<>(converted, conf.swappedLayers());
+        return new Report<>(converted, conf.swappedLayers(), conf.standardizedConvolutions());
     }
 
     /** Replaces a BatchNormalization layer configuration in place; false when it is some other layer. */
@@ -232,7 +275,24 @@ public final class BatchNormToGroupNorm {
         return true;
     }
 
-    /** Parameters of an unchanged layer verbatim; a swapped layer's gamma/beta from BatchNorm if asked for. */
+    /** Replaces a plain 2D ConvolutionLayer configuration by its weight-standardized twin; false for any other. */
+    private static boolean standardize(NeuralNetConfiguration layerConf) {
+        if (layerConf.getLayer().getClass() != ConvolutionLayer.class) {
+            return false;
+        }
+        layerConf.setLayer(WeightStandardizedConvolution.from((ConvolutionLayer) layerConf.getLayer()));
+        return true;
+    }
+
+    private static String nameOf(MultiLayerConfiguration conf, int index) {
+        String name = conf.getConf(index).getLayer().getLayerName();
+        return name != null ? name : "layer" + index;
+    }
+
+    /**
+     * Parameters of an unchanged (or weight-standardized: same keys) layer verbatim; a swapped layer's gamma/beta
+     * from BatchNorm if asked for.
+     */
     private static void copyParams(Layer original, Layer converted, Options options) {
         boolean swapped = original.conf().getLayer() instanceof BatchNormalization;
         if (!swapped) {

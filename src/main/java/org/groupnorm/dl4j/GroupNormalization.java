@@ -349,7 +349,6 @@ public class GroupNormalization extends FeedForwardLayer {
         this.center = center;
     }
 
-    /** True when the layer has both gamma and beta. Not stored: {@code scale} and {@code center} are. */
     /** The activation applied to the normalized output: IDENTITY unless one was set on this layer's Builder. */
     @JsonIgnore
     public IActivation fusedActivation() {
@@ -364,6 +363,7 @@ public class GroupNormalization extends FeedForwardLayer {
         this.appliesActivation = appliesActivation;
     }
 
+    /** True when the layer has both gamma and beta. Not stored: {@code scale} and {@code center} are. */
     @JsonIgnore
     public boolean isAffine() {
         return scale && center;

@@ -9,10 +9,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.File;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import org.deeplearning4j.gradientcheck.GradientCheckUtil;
 import org.deeplearning4j.nn.api.Layer;
 import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
+import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.BatchNormalization;
 import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
@@ -26,11 +28,16 @@ import org.junit.jupiter.api.io.TempDir;
 import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.INDArrayIndex;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.nd4j.linalg.learning.config.Adam;
-import org.nd4j.linalg.learning.config.NoOp;
 import org.nd4j.linalg.learning.config.Nesterovs;
+import org.nd4j.linalg.learning.config.NoOp;
+import org.nd4j.linalg.learning.regularization.L2Regularization;
 import org.nd4j.linalg.lossfunctions.LossFunctions.LossFunction;
+import org.nd4j.linalg.ops.transforms.Transforms;
 
 /** BatchNorm layers become GroupNorm layers; everything else about the network stays as it was. */
 class BatchNormToGroupNormTest {
@@ -80,6 +87,85 @@ class BatchNormToGroupNormTest {
         assertNotEquals(before, converted.params());
     }
 
+    /**
+     * GN+WS on ResNet50: every convolution feeding a norm (all 53) becomes a WeightStandardizedConvolution with the
+     * same weights and training settings, and the graph computes what the GN graph computes with each of those
+     * convolutions' weights standardized by hand.
+     */
+    @Test
+    void resNet50WithWeightStandardizationStandardizesTheConvolutionsFeedingItsNorms() {
+        ComputationGraph original = ResNet50.builder().numClasses(10).updater(new Nesterovs(1e-2, 0.9)).build()
+                .init();
+        BatchNormToGroupNorm.Report<ComputationGraph> report = BatchNormToGroupNorm.convertWithReport(original,
+                new BatchNormToGroupNorm.Options().weightStandardization(true));
+        ComputationGraph gnws = report.result();
+        assertEquals(53, report.standardizedConvolutions().size());
+        assertTrue(report.toString().contains("; weight-standardized 53 convolutions: [stem-cnn1, "), report.toString());
+        // Compared in double: 53 float layers amplify the rounding of two ways of standardizing to ~1e-4.
+        ComputationGraph gn = BatchNormToGroupNorm.convert(original).convertDataType(DataType.DOUBLE);
+        for (String name : report.standardizedConvolutions()) {
+            ConvolutionLayer before = (ConvolutionLayer) original.getLayer(name).conf().getLayer();
+            WeightStandardizedConvolution ws = assertInstanceOf(WeightStandardizedConvolution.class,
+                    gnws.getLayer(name).conf().getLayer(), name);
+            assertEquals(before.getKernelSize()[0], ws.getKernelSize()[0], name);
+            assertEquals(before.getRegularizationByParam("W"), ws.getRegularizationByParam("W"), name);
+            assertInstanceOf(Nesterovs.class, ws.getIUpdater(), name);
+            assertEquals(original.getLayer(name).params(), gnws.getLayer(name).params(), name + ": raw weights");
+            assertEquals(original.getConfiguration().getVertexInputs().get(name),
+                    gnws.getConfiguration().getVertexInputs().get(name), name);
+            INDArray w = gn.getLayer(name).getParam("W");
+            INDArray rows = w.reshape(w.size(0), -1);
+            INDArray std = Transforms.sqrt(rows.var(false, 1).add(1e-5));
+            w.assign(rows.subColumnVector(rows.mean(1)).divColumnVector(std).reshape(w.shape()));
+        }
+        INDArray x = Nd4j.rand(DataType.DOUBLE, 1, 3, 224, 224);
+        INDArray expected = gn.outputSingle(x);
+        INDArray actual = gnws.convertDataType(DataType.DOUBLE).outputSingle(x);
+        assertTrue(expected.equalsWithEps(actual, 1e-10), "GN+WS graph = GN graph on standardized W: max diff "
+                + expected.sub(actual).amaxNumber());
+        assertEquals(gnws.getConfiguration(), ComputationGraphConfiguration.fromJson(gnws.getConfiguration().toJson()));
+    }
+
+    /** Only plain convolutions directly before a swapped norm are standardized; the rest stay as they were. */
+    @Test
+    void weightStandardizationTouchesOnlyConvolutionsFeedingANorm() {
+        MultiLayerNetwork original = new MultiLayerNetwork(new NeuralNetConfiguration.Builder().seed(3)
+                .updater(new Adam(1e-2)).l2(1e-4)
+                .list()
+                .layer(new ConvolutionLayer.Builder(3, 3).name("a").nOut(8).activation(Activation.IDENTITY).build())
+                .layer(new BatchNormalization.Builder().name("bn_a").build())
+                .layer(new ConvolutionLayer.Builder(3, 3).name("b").nOut(6).activation(Activation.RELU).build())
+                .layer(new ConvolutionLayer.Builder(1, 1).name("c").nOut(4).activation(Activation.IDENTITY).build())
+                .layer(new BatchNormalization.Builder().name("bn_c").build())
+                .layer(new OutputLayer.Builder(LossFunction.MCXENT).nOut(3).activation(Activation.SOFTMAX).build())
+                .setInputType(InputType.convolutional(9, 9, 2))
+                .build());
+        original.init();
+        INDArray input = Nd4j.rand(DataType.FLOAT, 4, 2, 9, 9);
+        INDArray labels = Nd4j.eye(3).getRows(0, 1, 2, 0);
+        original.fit(input, labels);
+        BatchNormToGroupNorm.Report<MultiLayerNetwork> report = BatchNormToGroupNorm.convertWithReport(original,
+                new BatchNormToGroupNorm.Options().groups(2).weightStandardization(true));
+        MultiLayerNetwork converted = report.result();
+        assertEquals(List.of("a", "c"), report.standardizedConvolutions());
+        assertInstanceOf(WeightStandardizedConvolution.class, converted.getLayer(0).conf().getLayer());
+        assertEquals(ConvolutionLayer.class, converted.getLayer(2).conf().getLayer().getClass());
+        assertInstanceOf(WeightStandardizedConvolution.class, converted.getLayer(3).conf().getLayer());
+        for (int i : new int[]{0, 2, 3}) {
+            assertEquals(original.getLayer(i).params(), converted.getLayer(i).params());
+        }
+        long convA = 8 * 2 * 9 + 8;   // conv a's W and b: the start of Adam's first block in both networks
+        INDArrayIndex first = NDArrayIndex.interval(0, convA);
+        assertTrue(original.getUpdater().getStateViewArray().get(first).amaxNumber().doubleValue() > 0);
+        assertEquals(original.getUpdater().getStateViewArray().get(first),
+                converted.getUpdater().getStateViewArray().get(first), "conv a's Adam state is carried over");
+        double loss = converted.score(new DataSet(input, labels));
+        for (int i = 0; i < 20; i++) {
+            converted.fit(input, labels);
+        }
+        assertTrue(converted.score() < loss, "trains: " + loss + " -> " + converted.score());
+    }
+
     private static MultiLayerNetwork bnCnn() {
         MultiLayerNetwork net = new MultiLayerNetwork(new NeuralNetConfiguration.Builder().seed(3)
                 .updater(new Adam(1e-2)).l2(1e-4)
@@ -108,7 +194,7 @@ class BatchNormToGroupNormTest {
         assertEquals(12, gn.groupsFor(12), "12 channels: the largest divisor <= 32 is 12");
         assertEquals(original.getLayer(1).getParam("gamma"), converted.getLayer(1).getParam("gamma"));
         assertEquals(original.getLayer(1).getParam("beta"), converted.getLayer(1).getParam("beta"));
-        assertEquals(1e-4, ((org.nd4j.linalg.learning.regularization.L2Regularization) converted.getLayer(0).conf()
+        assertEquals(1e-4, ((L2Regularization) converted.getLayer(0).conf()
                 .getLayer().getRegularizationByParam("W").get(0)).getL2().valueAt(0, 0), 0.0);
         assertInstanceOf(Adam.class, gn.getIUpdater());
 
@@ -132,8 +218,8 @@ class BatchNormToGroupNormTest {
         // Conv0 W+b (12*2*9 + 12 = 228 params) is the first block in both: Adam's M then V segments for it.
         long conv0 = 12 * 2 * 9 + 12;
         assertTrue(originalState.getDouble(0) != 0 || originalState.getDouble(1) != 0);
-        assertEquals(originalState.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)),
-                convertedState.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)));
+        assertEquals(originalState.get(NDArrayIndex.interval(0, conv0)),
+                convertedState.get(NDArrayIndex.interval(0, conv0)));
     }
 
     /** In a graph the updater's blocks hold vertices, not layers (this once failed with a ClassCastException). */
@@ -145,8 +231,8 @@ class BatchNormToGroupNormTest {
         long conv0 = 12 * 2 * 9 + 12;
         INDArray originalState = original.getUpdater().getStateViewArray();
         assertTrue(originalState.getDouble(0) != 0 || originalState.getDouble(1) != 0);
-        assertEquals(originalState.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)),
-                converted.getUpdater().getStateViewArray().get(org.nd4j.linalg.indexing.NDArrayIndex.interval(0, conv0)));
+        assertEquals(originalState.get(NDArrayIndex.interval(0, conv0)),
+                converted.getUpdater().getStateViewArray().get(NDArrayIndex.interval(0, conv0)));
     }
 
     /** BatchNorm with lockGammaBeta has fixed gamma/beta and no parameters; the GroupNorm keeps them fixed. */
@@ -162,7 +248,7 @@ class BatchNormToGroupNormTest {
             original.init();
             MultiLayerNetwork converted = BatchNormToGroupNorm.convert(original,
                     new BatchNormToGroupNorm.Options().groups(2));
-            org.deeplearning4j.nn.api.Layer gn = converted.getLayer(1);
+            Layer gn = converted.getLayer(1);
             INDArray x = Nd4j.rand(DataType.FLOAT, 2, 2, 6, 6);
             converted.fit(x, Nd4j.eye(3).getRows(0, 1));
             if (fixed[0] == 1) {
@@ -175,7 +261,7 @@ class BatchNormToGroupNormTest {
             INDArray conv = converted.feedForwardToLayer(0, x, false).get(1);
             INDArray grouped = conv.reshape(2, 2, 2 * 16);   // [N, G, C/G * H * W] of the 4x4x4 conv output
             INDArray mean = grouped.mean(true, 2);
-            INDArray std = org.nd4j.linalg.ops.transforms.Transforms.sqrt(grouped.var(false, 2).reshape(2, 2, 1)
+            INDArray std = Transforms.sqrt(grouped.var(false, 2).reshape(2, 2, 1)
                     .add(1e-5));
             INDArray expected = grouped.sub(mean).div(std).mul(fixed[0]).add(fixed[1]).reshape(
                     conv.shape());
@@ -232,8 +318,8 @@ class BatchNormToGroupNormTest {
 
     private static long layersOfType(ComputationGraphConfiguration conf, Class<?> type) {
         return conf.getVertices().values().stream()
-                .filter(v -> v instanceof org.deeplearning4j.nn.conf.graph.LayerVertex)
-                .filter(v -> type.isInstance(((org.deeplearning4j.nn.conf.graph.LayerVertex) v).getLayerConf()
+                .filter(v -> v instanceof LayerVertex)
+                .filter(v -> type.isInstance(((LayerVertex) v).getLayerConf()
                         .getLayer()))
                 .count();
     }
