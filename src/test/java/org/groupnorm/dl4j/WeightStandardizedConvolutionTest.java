@@ -12,6 +12,7 @@ import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.stream.Stream;
 import org.deeplearning4j.gradientcheck.GradientCheckUtil;
 import org.deeplearning4j.nn.api.Layer;
@@ -28,11 +29,15 @@ import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.deeplearning4j.nn.weights.WeightInit;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.deeplearning4j.util.ModelSerializer;
+import org.groupnorm.dl4j.kernel.WeightStandardizationKernel;
+import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
+import org.groupnorm.dl4j.runtime.WeightStandardization;
 import org.groupnorm.dl4j.runtime.WeightStandardizedConvolutionLayer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.activations.Activation;
@@ -52,6 +57,7 @@ import org.nd4j.shade.jackson.databind.ObjectMapper;
  */
 class WeightStandardizedConvolutionTest {
 
+    private static final List<Engine> ENGINES = List.of(Engine.KERNEL, Engine.PORTABLE);
     private static final double FLOAT64_TOLERANCE = 1e-10;
     private static final double FLOAT32_RELATIVE_TOLERANCE = 1e-5;
 
@@ -62,13 +68,15 @@ class WeightStandardizedConvolutionTest {
         Path root = Path.of(WeightStandardizedConvolutionTest.class.getResource("/fixtures/wsconv-pytorch").toURI());
         try (Stream<Path> dirs = Files.list(root)) {
             return dirs.sorted().map(Path::toFile).flatMap(d -> Stream.of(DataType.DOUBLE, DataType.FLOAT)
-                    .map(type -> Arguments.of(d.getName(), d, type))).toList().stream();
+                    .flatMap(type -> ENGINES.stream().map(engine -> Arguments.of(d.getName(), d, type, engine))))
+                    .toList().stream();
         }
     }
 
-    @ParameterizedTest(name = "{0} {2}")
+    @ParameterizedTest(name = "{0} {2} {3}")
     @MethodSource("pyTorchCases")
-    void matchesPyTorchConvolutionWithStandardizedWeights(String name, File caseDir, DataType type) throws IOException {
+    void matchesPyTorchConvolutionWithStandardizedWeights(String name, File caseDir, DataType type, Engine engine)
+            throws IOException {
         JsonNode spec = new ObjectMapper().readTree(new File(caseDir, "case.json"));
         boolean hasBias = spec.get("hasBias").asBoolean();
         WeightStandardizedConvolution conf = new WeightStandardizedConvolution.Builder(ints(spec, "kernel"))
@@ -78,6 +86,10 @@ class WeightStandardizedConvolutionTest {
                 .nIn(spec.get("nIn").asLong()).nOut(spec.get("nOut").asLong()).hasBias(hasBias)
                 .eps(spec.get("eps").asDouble()).activation(Activation.IDENTITY).build();
         Layer layer = standalone(conf, type);
+        ((WeightStandardizedConvolutionLayer) layer).setEngine(engine);
+        if (engine == Engine.KERNEL) {
+            assertTrue(WeightStandardizationKernel.supports(layer.getParam("W")), "the CPU loops run");
+        }
         layer.setParam("W", load(caseDir, "W").castTo(type));
         if (hasBias) {
             layer.setParam("b", load(caseDir, "b").castTo(type).reshape(1, -1));
@@ -96,26 +108,29 @@ class WeightStandardizedConvolutionTest {
     }
 
     static Stream<Arguments> networkVariants() {
-        return Stream.of(CNN2DFormat.NCHW, CNN2DFormat.NHWC).flatMap(format -> Stream.of(
-                Arguments.of(format, true, 1, 1), Arguments.of(format, false, 1, 1),
-                Arguments.of(format, true, 2, 1), Arguments.of(format, false, 1, 2)));
+        return ENGINES.stream().flatMap(engine -> Stream.of(CNN2DFormat.NCHW, CNN2DFormat.NHWC).flatMap(format ->
+                Stream.of(Arguments.of(format, true, 1, 1, engine), Arguments.of(format, false, 1, 1, engine),
+                        Arguments.of(format, true, 2, 1, engine), Arguments.of(format, false, 1, 2, engine))));
     }
 
-    @ParameterizedTest(name = "{0} bias={1} stride={2} dilation={3}")
+    @ParameterizedTest(name = "{0} bias={1} stride={2} dilation={3} {4}")
     @MethodSource("networkVariants")
-    void gradientsMatchFiniteDifferences(CNN2DFormat format, boolean hasBias, int stride, int dilation) {
+    void gradientsMatchFiniteDifferences(CNN2DFormat format, boolean hasBias, int stride, int dilation,
+                                         Engine engine) {
         DataType previous = Nd4j.dataType();
         Nd4j.setDefaultDataTypes(DataType.DOUBLE, DataType.DOUBLE);
         try {
-            checkGradients(format, hasBias, stride, dilation);
+            checkGradients(format, hasBias, stride, dilation, engine);
         } finally {
             Nd4j.setDefaultDataTypes(previous, previous);
         }
     }
 
-    private static void checkGradients(CNN2DFormat format, boolean hasBias, int stride, int dilation) {
+    private static void checkGradients(CNN2DFormat format, boolean hasBias, int stride, int dilation,
+                                       Engine engine) {
         Nd4j.getRandom().setSeed(7);
         MultiLayerNetwork net = network(format, hasBias, stride, dilation, new NoOp(), DataType.DOUBLE);
+        useEngine(net.getLayers(), engine);
         INDArray input = Nd4j.randn(DataType.DOUBLE, inputShape(format, 2));
         INDArray labels = Nd4j.zeros(DataType.DOUBLE, 2, 3);
         labels.putScalar(0, 1, 1.0);
@@ -123,9 +138,53 @@ class WeightStandardizedConvolutionTest {
         assertTrue(GradientCheckUtil.checkGradients(new GradientCheckUtil.MLNConfig().net(net).input(input)
                 .labels(labels).print(GradientCheckUtil.PrintMode.FAILURES_ONLY)), "MultiLayerNetwork");
         ComputationGraph graph = net.toComputationGraph();
+        useEngine(graph.getLayers(), engine);
         assertTrue(GradientCheckUtil.checkGradients(new GradientCheckUtil.GraphConfig().net(graph)
                 .inputs(new INDArray[]{input}).labels(new INDArray[]{labels})
                 .print(GradientCheckUtil.PrintMode.FAILURES_ONLY)), "ComputationGraph");
+    }
+
+    private static void useEngine(Layer[] layers, Engine engine) {
+        int found = 0;
+        for (Layer layer : layers) {
+            if (layer instanceof WeightStandardizedConvolutionLayer ws) {
+                ws.setEngine(engine);
+                found++;
+            }
+        }
+        assertEquals(2, found);
+    }
+
+    /** The CPU loops and the ND4J operations compute the same standardization and backward, in every storage type. */
+    @ParameterizedTest
+    @EnumSource(value = DataType.class, names = {"DOUBLE", "FLOAT", "HALF"})
+    void kernelLoopsEqualTheNd4jOperations(DataType type) {
+        Nd4j.getRandom().setSeed(11);
+        // Rows of 1, 7 and 4,608 (= 512 x 3 x 3) weights; one channel constant (variance 0: eps alone), offsets of 50.
+        for (long[] shape : new long[][]{{3, 1, 1, 1}, {5, 7, 1, 1}, {6, 2, 3, 3}, {4, 512, 3, 3}}) {
+            INDArray weights = Nd4j.randn(DataType.DOUBLE, shape).addi(50).castTo(type);
+            weights.slice(0).assign(2.5);
+            INDArray gradient = Nd4j.randn(DataType.DOUBLE, shape).castTo(type);
+            INDArray fromKernel = Nd4j.create(type, shape);
+            INDArray fromNd4j = Nd4j.create(type, shape);
+            assertTrue(WeightStandardizationKernel.supports(weights, fromKernel));
+            WeightStandardizationKernel.standardize(weights, fromKernel, 1e-5);
+            WeightStandardization.standardize(weights, fromNd4j, 1e-5);
+            // FLOAT: ND4J centres the weights in float, losing a few ulps of the offset 50 (the loops centre in double);
+            // HALF: both results are rounded to half, so they may differ by one half-precision ulp at |4|.
+            double tolerance = type == DataType.DOUBLE ? 1e-12 : type == DataType.FLOAT ? 8 * Math.ulp(50f) : 0x1p-8;
+            assertTrue(fromNd4j.castTo(DataType.DOUBLE).equalsWithEps(fromKernel.castTo(DataType.DOUBLE), tolerance),
+                    type + " " + Arrays.toString(shape) + " standardized: max difference "
+                            + fromNd4j.castTo(DataType.DOUBLE).sub(fromKernel.castTo(DataType.DOUBLE)).amaxNumber());
+            INDArray kernelGradient = gradient.dup();
+            INDArray nd4jGradient = gradient.dup();
+            WeightStandardizationKernel.backward(weights, kernelGradient, 1e-5);
+            WeightStandardization.backward(weights, nd4jGradient, 1e-5);
+            double scale = nd4jGradient.castTo(DataType.DOUBLE).amaxNumber().doubleValue();
+            assertTrue(nd4jGradient.castTo(DataType.DOUBLE).equalsWithEps(kernelGradient.castTo(DataType.DOUBLE),
+                    tolerance * Math.max(1, scale)), type + " " + Arrays.toString(shape) + " gradient: max difference "
+                    + nd4jGradient.castTo(DataType.DOUBLE).sub(kernelGradient.castTo(DataType.DOUBLE)).amaxNumber());
+        }
     }
 
     /** The standardized weights are invariant to a per-output-channel shift of W (not to a scale: eps). */

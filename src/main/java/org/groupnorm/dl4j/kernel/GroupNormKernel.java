@@ -3,7 +3,6 @@ package org.groupnorm.dl4j.kernel;
 import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.shape.Shape;
 import org.nd4j.linalg.factory.Nd4j;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -52,11 +51,18 @@ public final class GroupNormKernel {
 
     /**
      * True when the kernel can address the array where it is (else the caller passes a c-order copy): its elements
-     * are contiguous in c order. A vector's order flag does not matter (DL4J's parameter views are 'f' vectors).
+     * are contiguous in c order. Neither the order flag nor the stride of a dimension of size 1 matters (DL4J's
+     * parameter views are 'f' vectors; ND4J gives size-1 dimensions stride 1, e.g. [3, 1, 1, 1] has strides 1, 1, 1, 1).
      */
     public static boolean isDirectlyAddressable(INDArray array) {
-        boolean cOrder = array.ordering() == 'c' || array.rank() <= 1;
-        return cOrder && Shape.hasDefaultStridesForShape(array) && array.elementWiseStride() == 1;
+        long expected = 1;
+        for (int d = array.rank() - 1; d >= 0; d--) {
+            if (array.size(d) != 1 && array.stride(d) != expected) {
+                return false;
+            }
+            expected *= array.size(d);
+        }
+        return true;
     }
 
     /**

@@ -14,6 +14,8 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  *   backward: dW_o  = r_o * (dW'_o - mean(dW'_o) - W'_o * mean(dW'_o * W'_o))
  * </pre>
  * ND4J operations only (whole-array, any backend), O(weights) each; HALF/BFLOAT16 weights are computed in float.
+ * This is the portable version; on the CPU {@link org.groupnorm.dl4j.kernel.WeightStandardizationKernel} computes the
+ * same in loops, without ND4J's per-operation overhead.
  */
 public final class WeightStandardization {
 
