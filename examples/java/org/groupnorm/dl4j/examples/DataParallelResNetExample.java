@@ -1,16 +1,12 @@
 package org.groupnorm.dl4j.examples;
 
-import java.util.ArrayList;
-import java.util.Collections;
-import java.util.List;
 import java.util.Locale;
-import java.util.Random;
 import org.deeplearning4j.datasets.iterator.ExistingDataSetIterator;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.parallelism.ParallelWrapper;
 import org.groupnorm.dl4j.examples.support.FashionMnist;
+import org.groupnorm.dl4j.examples.support.Minibatches;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
-import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.dataset.ViewIterator;
 import org.nd4j.linalg.factory.Nd4j;
@@ -50,19 +46,17 @@ public class DataParallelResNetExample {
         // 2. Train each norm in one process and with the ParallelWrapper.
         System.out.printf(Locale.ROOT, "%n%-4s %-26s %12s %14s%n", "norm", "training", "test error", "examples/s");
         for (SmallResNet.Norm norm : new SmallResNet.Norm[]{SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP}) {
-            String name = norm == SmallResNet.Norm.BATCH ? "BN" : "GN";
             double single = 0;
             for (boolean parallel : new boolean[]{false, true}) {
                 ComputationGraph net = new SmallResNet().norm(norm).seed(SEED)
-                        .learningRate(SmallBatchResNetExample.BASE_LEARNING_RATE * BATCH_PER_WORKER
-                                / SmallBatchResNetExample.BASE_BATCH).build();
+                        .learningRate(SmallResNet.learningRateFor(BATCH_PER_WORKER)).build();
                 long start = System.nanoTime();
                 train(net, train, epochs, parallel);
                 double examples = (double) (train.numExamples() / BATCH_PER_WORKER) * BATCH_PER_WORKER * epochs;
                 double rate = examples / ((System.nanoTime() - start) / 1e9);
                 double error = 1 - net.evaluate(new ViewIterator(test, 500)).accuracy();
                 single = parallel ? single : rate;
-                System.out.printf(Locale.ROOT, "%-4s %-26s %11.2f%% %14.1f%s%n", name,
+                System.out.printf(Locale.ROOT, "%-4s %-26s %11.2f%% %14.1f%s%n", norm.label(),
                         parallel ? "ParallelWrapper, " + WORKERS + " workers" : "one process", 100 * error, rate,
                         parallel ? String.format(Locale.ROOT, "  (%.2fx one process)", rate / single) : "");
             }
@@ -86,21 +80,8 @@ public class DataParallelResNetExample {
         }
     }
 
-    /** The epoch's minibatches of {@value #BATCH_PER_WORKER}, shuffled by a seed of the epoch. */
+    /** The epoch's minibatches of {@value #BATCH_PER_WORKER}, shuffled by the seed and the epoch. */
     private static ExistingDataSetIterator minibatches(DataSet train, int epoch) {
-        int n = train.numExamples();
-        List<Integer> order = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            order.add(i);
-        }
-        Collections.shuffle(order, new Random(SEED * 31 + epoch));
-        INDArray features = train.getFeatures().reshape(n, -1);
-        List<DataSet> batches = new ArrayList<>();
-        for (int from = 0; from + BATCH_PER_WORKER <= n; from += BATCH_PER_WORKER) {
-            int[] rows = order.subList(from, from + BATCH_PER_WORKER).stream().mapToInt(Integer::intValue).toArray();
-            batches.add(new DataSet(Nd4j.pullRows(features, 1, rows).reshape(BATCH_PER_WORKER, 1, 28, 28),
-                    Nd4j.pullRows(train.getLabels(), 1, rows)));
-        }
-        return new ExistingDataSetIterator(batches);
+        return new ExistingDataSetIterator(new Minibatches(train, BATCH_PER_WORKER, SEED, epoch));
     }
 }

@@ -9,14 +9,14 @@ import java.util.function.Function;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
 
 /**
- * The small-batch ResNet experiment's settings: defaults that finish in about 10 minutes on 2 CPU cores, and the
+ * The small-batch ResNet experiment's settings: defaults that finish in about 15 minutes on 2 CPU cores, and the
  * command-line flags that change them.
  */
 public final class ExperimentOptions {
 
     static final List<Integer> DEFAULT_BATCH_SIZES = List.of(2, 4, 16, 32);
     static final int DEFAULT_EPOCHS = 3;
-    /** 200 per class: 2,000 training images, what fits about 10 minutes for all 8 runs on 2 cores. */
+    /** 200 per class: 2,000 training images, what fits about 15 minutes for all 12 runs on 2 cores. */
     static final int DEFAULT_TRAIN_PER_CLASS = 200;
     /** 200 per class: 2,000 test images (the whole test part of the embedded subset). */
     static final int DEFAULT_TEST_PER_CLASS = 200;
@@ -24,15 +24,18 @@ public final class ExperimentOptions {
     static final long DEFAULT_SEED = 42;
 
     static final String USAGE = String.join("\n",
-            "Small-batch ResNet: BatchNorm vs GroupNorm test error at several batch sizes on Fashion-MNIST.",
+            "Small-batch ResNet: BatchNorm vs GroupNorm vs GroupNorm + Weight Standardization test error at several",
+            "batch sizes on Fashion-MNIST.",
             "",
             "Flags (defaults in brackets):",
-            "  --batch-sizes 2,4,16,32   batch sizes to train at; the learning rate is 0.1 x batch / 32",
+            "  --batch-sizes 2,4,16,32   batch sizes to train at; the learning rate is " + SmallResNet.BASE_LEARNING_RATE
+                    + " x batch / " + SmallResNet.BASE_BATCH,
             "  --epochs N                epochs for every batch size [" + DEFAULT_EPOCHS + "]",
             "  --train-per-class N       training images per class, stratified [" + DEFAULT_TRAIN_PER_CLASS + "]",
             "  --test-per-class N        test images per class [" + DEFAULT_TEST_PER_CLASS + "]",
             "  --full                    every image the data folder holds (60k/10k with the Debian package)",
-            "  --norms BN,GN             which normalizations to run",
+            "  --norms BN,GN,GNWS        which normalizations to run: BatchNorm, GroupNorm, GroupNorm after",
+            "                            weight-standardized convolutions (GN+WS) [all three]",
             "  --groups G                GroupNorm groups per layer [" + DEFAULT_GROUPS + "]",
             "  --bn-decay D              BatchNorm running-statistics decay [0.9, DL4J's default]",
             "  --widths 16,32,64         channels of the three stages",
@@ -41,11 +44,14 @@ public final class ExperimentOptions {
             "  --out DIR                 where results.csv and results.png go [target/small-batch-resnet]",
             "  --data DIR                Fashion-MNIST idx files (raw or .gz) [/usr/share/datasets/fashion-mnist,",
             "                            else the subset in examples/data/fashion-mnist-subset]",
+            "  --add-to CSV              also report the runs of an earlier results.csv (same data and epochs) for",
+            "                            the norms and batch sizes this run does not train",
             "  --progress-seconds S      interval of the progress lines [10]",
             "  --help");
 
     private List<Integer> batchSizes = DEFAULT_BATCH_SIZES;
-    private List<SmallResNet.Norm> norms = List.of(SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP);
+    private List<SmallResNet.Norm> norms = List.of(SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP,
+            SmallResNet.Norm.GROUP_WS);
     private int epochs = DEFAULT_EPOCHS;
     private int trainPerClass = DEFAULT_TRAIN_PER_CLASS;
     private int testPerClass = DEFAULT_TEST_PER_CLASS;
@@ -56,14 +62,11 @@ public final class ExperimentOptions {
     private long seed = DEFAULT_SEED;
     private Path outputFolder = Paths.get("target", "small-batch-resnet");
     private Path dataFolder;
+    private Path addTo;
     private double progressSeconds = 10;
     private boolean help;
 
     private ExperimentOptions() {
-    }
-
-    public static ExperimentOptions defaults() {
-        return new ExperimentOptions();
     }
 
     /** @throws IllegalArgumentException naming the flag and the value for anything malformed or unknown */
@@ -97,6 +100,7 @@ public final class ExperimentOptions {
                 case "--seed" -> o.seed = parse(flag, value, Long::parseLong);
                 case "--out" -> o.outputFolder = Paths.get(value);
                 case "--data" -> o.dataFolder = Paths.get(value);
+                case "--add-to" -> o.addTo = Paths.get(value);
                 case "--progress-seconds" -> o.progressSeconds = parse(flag, value, Double::parseDouble);
                 default -> throw new IllegalArgumentException("unknown flag " + flag);
             }
@@ -137,11 +141,10 @@ public final class ExperimentOptions {
     private static List<SmallResNet.Norm> norms(String value) {
         List<SmallResNet.Norm> norms = new ArrayList<>();
         for (String part : value.split(",")) {
-            switch (part.trim().toUpperCase()) {
-                case "BN" -> norms.add(SmallResNet.Norm.BATCH);
-                case "GN" -> norms.add(SmallResNet.Norm.GROUP);
-                default -> throw new IllegalArgumentException("--norms " + value + ": expected BN, GN or BN,GN");
-            }
+            SmallResNet.Norm norm = SmallResNet.Norm.fromLabel(part).filter(n -> n != SmallResNet.Norm.NONE)
+                    .orElseThrow(() -> new IllegalArgumentException("--norms " + value
+                            + ": expected a list of BN, GN and GNWS"));
+            norms.add(norm);
         }
         return List.copyOf(norms);
     }
@@ -203,6 +206,11 @@ public final class ExperimentOptions {
     /** The Fashion-MNIST folder given by flag, or null to look in the usual places. */
     public Path dataFolder() {
         return dataFolder;
+    }
+
+    /** An earlier results.csv whose runs the report adds, or null. */
+    public Path addTo() {
+        return addTo;
     }
 
     public double progressSeconds() {

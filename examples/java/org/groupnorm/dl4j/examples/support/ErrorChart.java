@@ -28,25 +28,18 @@ public final class ErrorChart {
                 .xAxisTitle("batch size (images per training step)")
                 .yAxisTitle("test error (%); the axis does not start at 0").build();
         chart.getStyler().setDefaultSeriesRenderStyle(CategorySeries.CategorySeriesRenderStyle.Line);
-        chart.getStyler().setOverlapped(true);   // both lines on the category centres, not side by side
+        chart.getStyler().setOverlapped(true);   // all lines on the category centres, not side by side
         chart.getStyler().setLegendPosition(Styler.LegendPosition.OutsideS);   // never over a data point
         chart.getStyler().setLegendLayout(Styler.LegendLayout.Horizontal);
         chart.getStyler().setYAxisDecimalPattern("0.0");
         List<String> batches = new ArrayList<>();
         results.batchSizes().forEach(size -> batches.add(String.valueOf(size)));
-        for (String norm : new String[]{"BN", "GN"}) {
+        for (SmallResNet.Norm norm : results.norms()) {
             List<Double> errors = new ArrayList<>();
-            boolean any = false;
             for (int size : results.batchSizes()) {
-                Double error = results.find(norm, size).map(r -> 100 * r.testError()).orElse(null);
-                errors.add(error);
-                any |= error != null;
+                errors.add(results.find(norm, size).map(r -> 100 * r.testError()).orElse(null));
             }
-            if (any) {
-                CategorySeries series = chart.addSeries(norm.equals("BN") ? "BatchNorm" : "GroupNorm", batches,
-                        errors);
-                series.setMarker(SeriesMarkers.CIRCLE);
-            }
+            chart.addSeries(norm.title(), batches, errors).setMarker(SeriesMarkers.CIRCLE);
         }
         String name = file.toString();
         String base = name.endsWith(".png") ? name.substring(0, name.length() - 4) : name;

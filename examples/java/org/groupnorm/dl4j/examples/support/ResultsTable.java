@@ -13,8 +13,8 @@ import java.util.Optional;
 import java.util.TreeSet;
 
 /**
- * The experiment's results: the paper-style table (batch size x {BN, GN} test error, and GN - BN) and a CSV with
- * every run's numbers.
+ * The experiment's results: the paper-style table (batch size x norm test error, and each norm against BN) and a CSV
+ * with every run's numbers.
  */
 public final class ResultsTable {
 
@@ -32,8 +32,8 @@ public final class ResultsTable {
     }
 
     /** The run of a norm at a batch size, if there was one. */
-    public Optional<RunResult> find(String norm, int batchSize) {
-        return runs.stream().filter(r -> r.norm().equals(norm) && r.batchSize() == batchSize).findFirst();
+    public Optional<RunResult> find(SmallResNet.Norm norm, int batchSize) {
+        return runs.stream().filter(r -> r.norm() == norm && r.batchSize() == batchSize).findFirst();
     }
 
     /** Batch sizes run, largest first (the paper's column order). */
@@ -43,17 +43,34 @@ public final class ResultsTable {
         return new ArrayList<>(sizes);
     }
 
-    /** Test error in percent by batch size, one row per batch size, with GN - BN where both ran. */
+    /** The norms run, in {@link SmallResNet.Norm}'s order (BN first). */
+    public List<SmallResNet.Norm> norms() {
+        return runs.stream().map(RunResult::norm).distinct().sorted().toList();
+    }
+
+    /**
+     * Test error in percent by batch size, one row per batch size and one column per norm, then each other norm's
+     * difference to BN where both ran (when BN ran at all).
+     */
     public String format() {
-        StringBuilder out = new StringBuilder();
-        out.append(String.format(Locale.ROOT, "%-10s %10s %10s %10s%n", "batch", "BN err %", "GN err %",
-                "GN - BN"));
+        List<SmallResNet.Norm> norms = norms();
+        List<SmallResNet.Norm> compared = norms.contains(SmallResNet.Norm.BATCH)
+                ? norms.stream().filter(n -> n != SmallResNet.Norm.BATCH).toList() : List.of();
+        StringBuilder out = new StringBuilder(String.format(Locale.ROOT, "%-10s", "batch"));
+        norms.forEach(n -> out.append(String.format(Locale.ROOT, " %11s", n.label() + " err %")));
+        compared.forEach(n -> out.append(String.format(Locale.ROOT, " %11s", n.label() + " - BN")));
+        out.append(String.format("%n"));
         for (int batch : batchSizes()) {
-            Optional<RunResult> bn = find("BN", batch);
-            Optional<RunResult> gn = find("GN", batch);
-            out.append(String.format(Locale.ROOT, "%-10d %10s %10s %10s%n", batch, percent(bn), percent(gn),
-                    bn.isPresent() && gn.isPresent() ? String.format(Locale.ROOT, "%+.2f",
-                            100 * (gn.get().testError() - bn.get().testError())) : "-"));
+            out.append(String.format(Locale.ROOT, "%-10d", batch));
+            norms.forEach(n -> out.append(String.format(Locale.ROOT, " %11s", percent(find(n, batch)))));
+            Optional<RunResult> bn = find(SmallResNet.Norm.BATCH, batch);
+            for (SmallResNet.Norm norm : compared) {
+                Optional<RunResult> other = find(norm, batch);
+                out.append(String.format(Locale.ROOT, " %11s", bn.isPresent() && other.isPresent()
+                        ? String.format(Locale.ROOT, "%+.2f", 100 * (other.get().testError() - bn.get().testError()))
+                        : "-"));
+            }
+            out.append(String.format("%n"));
         }
         return out.toString();
     }
@@ -62,7 +79,7 @@ public final class ResultsTable {
         try (Writer out = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
             out.write(CSV_HEADER + "\n");
             for (RunResult r : runs) {
-                out.write(String.format(Locale.ROOT, "%s,%d,%.6g,%d,%d,%d,%.2f,%.5f,%.1f,%.1f%n", r.norm(),
+                out.write(String.format(Locale.ROOT, "%s,%d,%.6g,%d,%d,%d,%.2f,%.5f,%.1f,%.1f%n", r.norm().label(),
                         r.batchSize(), r.learningRate(), r.epochs(), r.trainExamples(), r.testExamples(),
                         100 * r.testError(), r.finalTrainLoss(), r.trainSeconds(), r.examplesPerSecond()));
             }
@@ -78,7 +95,9 @@ public final class ResultsTable {
         ResultsTable results = new ResultsTable();
         for (String line : lines.subList(1, lines.size())) {
             String[] f = line.split(",");
-            results.add(new RunResult(f[0], Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]),
+            SmallResNet.Norm norm = SmallResNet.Norm.fromLabel(f[0])
+                    .orElseThrow(() -> new IOException(file + ": unknown norm " + f[0] + " in " + line));
+            results.add(new RunResult(norm, Integer.parseInt(f[1]), Double.parseDouble(f[2]), Integer.parseInt(f[3]),
                     Integer.parseInt(f[4]), Integer.parseInt(f[5]), Double.parseDouble(f[6]) / 100,
                     Double.parseDouble(f[7]), Double.parseDouble(f[8]), Double.parseDouble(f[9])));
         }

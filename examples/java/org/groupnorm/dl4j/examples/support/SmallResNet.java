@@ -15,7 +15,11 @@ import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.layers.PoolingType;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.weights.WeightInit;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.Optional;
 import org.groupnorm.dl4j.GroupNormalization;
+import org.groupnorm.dl4j.WeightStandardizedConvolution;
 import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.learning.config.Nesterovs;
 import org.nd4j.linalg.lossfunctions.LossFunctions;
@@ -27,13 +31,57 @@ import org.nd4j.linalg.schedule.ScheduleType;
  * default), three stages of
  * basic residual blocks (two 3x3 convolutions each, {@link ElementWiseVertex} add, projection shortcut when the shape
  * changes), global average pooling and a softmax classifier. Every convolution is followed by the chosen
- * normalization (GroupNorm with the block's first ReLU fused into it); everything else (initialization, updater,
- * schedule) is the same whichever norm is chosen, so the networks differ only there.
+ * normalization (GroupNorm with the block's first ReLU fused into it; with {@link Norm#GROUP_WS} every convolution is
+ * also weight-standardized); everything else (initialization, updater, schedule) is the same whichever norm is chosen,
+ * so the networks differ only there.
  */
 public final class SmallResNet {
 
     /** The normalization after each convolution. {@code NONE} exists to measure what the norm layers cost. */
-    public enum Norm { BATCH, GROUP, NONE }
+    public enum Norm {
+        BATCH("BN", "BatchNorm"),
+        GROUP("GN", "GroupNorm"),
+        /** GroupNorm after {@link WeightStandardizedConvolution}s: the GN+WS recipe (Qiao et al. 2019). */
+        GROUP_WS("GNWS", "GroupNorm + Weight Standardization"),
+        NONE("NONE", "no norm");
+
+        private final String label;
+        private final String title;
+
+        Norm(String label, String title) {
+            this.label = label;
+            this.title = title;
+        }
+
+        /** The short name in flags, tables and CSVs: BN, GN, GNWS, NONE. */
+        public String label() {
+            return label;
+        }
+
+        /** The long name, for chart legends. */
+        public String title() {
+            return title;
+        }
+
+        /** The norm a {@link #label()} names, in any case; {@code GN+WS} also names GNWS. */
+        public static Optional<Norm> fromLabel(String label) {
+            String wanted = label.trim().toUpperCase(Locale.ROOT).replace("+", "");
+            return Arrays.stream(values()).filter(norm -> norm.label.equals(wanted)).findFirst();
+        }
+
+        /** A GroupNorm after every convolution (with or without Weight Standardization). */
+        public boolean isGroupNorm() {
+            return this == GROUP || this == GROUP_WS;
+        }
+    }
+
+    /** Weight decay 5e-4, as in the paper's ImageNet set-up. */
+    private static final double WEIGHT_DECAY = 5e-4;
+    /** The stem halves the resolution before the first stage (14x14, then 7x7 and 4x4): a quarter of the work. */
+    private static final int STEM_STRIDE = 2;
+    /** The learning rate at {@link #BASE_BATCH}; {@link #learningRateFor} scales it linearly with the batch size. */
+    public static final double BASE_LEARNING_RATE = 0.1;
+    public static final int BASE_BATCH = 32;
 
     private Norm norm = Norm.GROUP;
     private int groups = 8;
@@ -41,10 +89,7 @@ public final class SmallResNet {
     private double batchNormDecay = 0.9;
     private int[] widths = {16, 32, 64};
     private int blocksPerStage = 1;
-    /** 2 halves the resolution before the first stage (14x14, then 7x7 and 4x4): a quarter of the work of 1. */
-    private int stemStride = 2;
-    private double learningRate = 0.1;
-    private double weightDecay = 5e-4;
+    private double learningRate = BASE_LEARNING_RATE;
     /** Epoch from which the learning rate is a tenth, or -1 for a constant rate. */
     private int learningRateDropEpoch = -1;
     private long seed = 42;
@@ -74,18 +119,16 @@ public final class SmallResNet {
         return this;
     }
 
-    public SmallResNet stemStride(int stemStride) {
-        this.stemStride = stemStride;
-        return this;
+    /**
+     * The paper's linear scaling rule: {@value #BASE_LEARNING_RATE} at {@value #BASE_BATCH} images per step,
+     * proportionally less (or more) at other batch sizes.
+     */
+    public static double learningRateFor(int batchSize) {
+        return BASE_LEARNING_RATE * batchSize / BASE_BATCH;
     }
 
     public SmallResNet learningRate(double learningRate) {
         this.learningRate = learningRate;
-        return this;
-    }
-
-    public SmallResNet weightDecay(double weightDecay) {
-        this.weightDecay = weightDecay;
         return this;
     }
 
@@ -110,7 +153,7 @@ public final class SmallResNet {
                 // Decay scaled by the learning rate (as SGD's weight decay in the paper's setup), so that with the
                 // rate scaled linearly with batch size every batch size gets the same decay per epoch. Conv and dense
                 // weights only: norm layers' gamma/beta are not decayed (neither BatchNorm's nor GroupNorm's).
-                .weightDecay(weightDecay, true)
+                .weightDecay(WEIGHT_DECAY, true)
                 .weightInit(WeightInit.RELU)
                 .convolutionMode(ConvolutionMode.Same)
                 .trainingWorkspaceMode(WorkspaceMode.ENABLED)
@@ -119,7 +162,7 @@ public final class SmallResNet {
                 .addInputs("image")
                 .setInputTypes(InputType.convolutional(FashionMnist.SIZE, FashionMnist.SIZE, 1));
 
-        String last = convNormRelu(graph, "stem", "image", widths[0], stemStride);
+        String last = convNormRelu(graph, "stem", "image", widths[0], STEM_STRIDE);
         int channels = widths[0];
         for (int stage = 0; stage < widths.length; stage++) {
             for (int block = 0; block < blocksPerStage; block++) {
@@ -163,7 +206,7 @@ public final class SmallResNet {
      */
     private String convNormRelu(ComputationGraphConfiguration.GraphBuilder graph, String name, String input,
                                 int channels, int stride) {
-        if (norm == Norm.GROUP) {
+        if (norm.isGroupNorm()) {
             return convNorm(graph, name, input, channels, 3, stride, Activation.RELU);
         }
         String normed = convNorm(graph, name, input, channels, 3, stride, Activation.IDENTITY);
@@ -178,8 +221,10 @@ public final class SmallResNet {
 
     private String convNorm(ComputationGraphConfiguration.GraphBuilder graph, String name, String input,
                             int channels, int kernel, int stride, Activation groupNormActivation) {
-        graph.addLayer(name + "_conv", new ConvolutionLayer.Builder(kernel, kernel).stride(stride, stride)
-                .nOut(channels).hasBias(norm == Norm.NONE).activation(Activation.IDENTITY).build(), input);
+        ConvolutionLayer.BaseConvBuilder<?> conv = norm == Norm.GROUP_WS
+                ? new WeightStandardizedConvolution.Builder(kernel, kernel) : new ConvolutionLayer.Builder(kernel, kernel);
+        graph.addLayer(name + "_conv", conv.stride(stride, stride).nOut(channels).hasBias(norm == Norm.NONE)
+                .activation(Activation.IDENTITY).build(), input);
         Layer normLayer = normLayer(groupNormActivation);
         if (normLayer == null) {
             return name + "_conv";
@@ -193,6 +238,7 @@ public final class SmallResNet {
             case BATCH:
                 return new BatchNormalization.Builder().decay(batchNormDecay).build();
             case GROUP:
+            case GROUP_WS:
                 return new GroupNormalization.Builder().groups(groups).activation(groupNormActivation).build();
             default:
                 return null;

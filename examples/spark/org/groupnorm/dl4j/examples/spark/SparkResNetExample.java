@@ -9,6 +9,7 @@ import org.apache.spark.api.java.JavaSparkContext;
 import org.deeplearning4j.spark.impl.graph.SparkComputationGraph;
 import org.deeplearning4j.spark.impl.paramavg.ParameterAveragingTrainingMaster;
 import org.groupnorm.dl4j.examples.support.FashionMnist;
+import org.groupnorm.dl4j.examples.support.Minibatches;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.dataset.ViewIterator;
@@ -38,12 +39,12 @@ public class SparkResNetExample {
         }
         JavaSparkContext sc = new JavaSparkContext(conf);
         try {
-            // 1. Data: minibatches of 2 as an RDD (on a cluster, read them from shared storage instead).
+            // 1. Data: shuffled minibatches of 2 as an RDD (on a cluster, read them from shared storage instead).
             FashionMnist data = FashionMnist.locate(null);
             DataSet train = data.train(perClass);
             DataSet test = data.test(TEST_PER_CLASS);
             List<DataSet> minibatches = new ArrayList<>();
-            new ViewIterator(train, BATCH_PER_WORKER).forEachRemaining(minibatches::add);
+            new Minibatches(train, BATCH_PER_WORKER, SEED, 0).forEach(minibatches::add);
             JavaRDD<DataSet> rdd = sc.parallelize(minibatches);
 
             // 2. The network and the training master: workers average parameters every few steps.
@@ -51,7 +52,7 @@ public class SparkResNetExample {
                     .batchSizePerWorker(BATCH_PER_WORKER).averagingFrequency(AVERAGING_FREQUENCY)
                     .workerPrefetchNumBatches(2).rngSeed(SEED).build();
             SparkComputationGraph net = new SparkComputationGraph(sc, new SmallResNet().norm(SmallResNet.Norm.GROUP)
-                    .seed(SEED).learningRate(0.1 * BATCH_PER_WORKER / 32).configuration(), master);
+                    .seed(SEED).learningRate(SmallResNet.learningRateFor(BATCH_PER_WORKER)).configuration(), master);
 
             // 3. Train, evaluate on the driver, clean up the exported minibatches.
             for (int epoch = 1; epoch <= epochs; epoch++) {

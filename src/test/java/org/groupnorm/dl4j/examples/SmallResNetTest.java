@@ -19,15 +19,21 @@ import org.deeplearning4j.nn.conf.graph.ElementWiseVertex;
 import org.deeplearning4j.nn.conf.graph.GraphVertex;
 import org.deeplearning4j.nn.conf.graph.LayerVertex;
 import org.deeplearning4j.nn.conf.layers.BatchNormalization;
+import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.groupnorm.dl4j.GroupNormalization;
+import org.groupnorm.dl4j.WeightStandardizedConvolution;
 import org.groupnorm.dl4j.examples.support.SmallResNet;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.factory.Nd4j;
 
-/** The experiment's ResNet: BN and GN versions differ only in the norm layers, and both run and learn. */
+/**
+ * The experiment's ResNet: BN, GN and GN+WS versions differ only in the norm layers (and GN+WS in its convolutions),
+ * and all run and learn.
+ */
 class SmallResNetTest {
 
     @Test
@@ -84,14 +90,38 @@ class SmallResNetTest {
         assertEquals(4, fused);
     }
 
+    @Test
+    void groupNormWithWeightStandardizationDiffersFromGroupNormOnlyInItsConvolutions() {
+        ComputationGraphConfiguration gn = new SmallResNet().norm(SmallResNet.Norm.GROUP).configuration();
+        ComputationGraphConfiguration gnws = new SmallResNet().norm(SmallResNet.Norm.GROUP_WS).configuration();
+        assertEquals(gn.getVertexInputs(), gnws.getVertexInputs());
+        int standardized = 0;
+        for (String name : gn.getVertices().keySet()) {
+            if (isLayer(gn, name, ConvolutionLayer.class)) {
+                ConvolutionLayer plain = (ConvolutionLayer) layer(gn, name);
+                WeightStandardizedConvolution ws = (WeightStandardizedConvolution) layer(gnws, name);
+                assertEquals(WeightStandardizedConvolution.from(plain), ws, name);
+                standardized++;
+            } else {
+                assertEquals(gn.getVertices().get(name), gnws.getVertices().get(name), name);
+            }
+        }
+        assertEquals(9, standardized);
+    }
+
+    private static Object layer(ComputationGraphConfiguration conf, String name) {
+        return ((LayerVertex) conf.getVertices().get(name)).getLayerConf().getLayer();
+    }
+
     private static boolean isLayer(ComputationGraphConfiguration conf, String name, Class<?> type) {
         GraphVertex vertex = conf.getVertices().get(name);
         return vertex instanceof LayerVertex && type.isInstance(((LayerVertex) vertex).getLayerConf().getLayer());
     }
 
     @Test
-    void bothVersionsClassifyAndLearnOnATinyBatch() {
-        for (SmallResNet.Norm norm : new SmallResNet.Norm[]{SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP}) {
+    void everyNormalizedVersionClassifiesAndLearnsOnATinyBatch() {
+        for (SmallResNet.Norm norm : new SmallResNet.Norm[]{SmallResNet.Norm.BATCH, SmallResNet.Norm.GROUP,
+                SmallResNet.Norm.GROUP_WS}) {
             ComputationGraph net = new SmallResNet().norm(norm).learningRate(0.05).build();
             Nd4j.getRandom().setSeed(3);
             INDArray x = Nd4j.rand(DataType.FLOAT, 4, 1, 28, 28);
@@ -99,21 +129,23 @@ class SmallResNetTest {
             INDArray out = net.outputSingle(x);
             assertArrayEquals(new long[]{4, 10}, out.shape());
             assertEquals(4.0, out.sumNumber().doubleValue(), 1e-4, norm + ": softmax rows sum to 1");
-            net.fit(new org.nd4j.linalg.dataset.DataSet(x, y));
+            net.fit(new DataSet(x, y));
             double first = net.score();
             for (int i = 0; i < 30; i++) {
-                net.fit(new org.nd4j.linalg.dataset.DataSet(x, y));
+                net.fit(new DataSet(x, y));
             }
             assertTrue(net.score() < first * 0.5, norm + ": loss " + first + " -> " + net.score());
         }
     }
 
     @Test
-    void sameSeedGivesTheSameWeightsForBothNorms() {
+    void sameSeedGivesTheSameWeightsForEveryNorm() {
         ComputationGraph bn = new SmallResNet().norm(SmallResNet.Norm.BATCH).seed(7).build();
-        ComputationGraph gn = new SmallResNet().norm(SmallResNet.Norm.GROUP).seed(7).build();
-        assertEquals(bn.getParam("stem_conv_W"), gn.getParam("stem_conv_W"));
-        assertEquals(bn.getParam("s3b1_b_conv_W"), gn.getParam("s3b1_b_conv_W"));
-        assertEquals(bn.getParam("output_W"), gn.getParam("output_W"));
+        for (SmallResNet.Norm norm : new SmallResNet.Norm[]{SmallResNet.Norm.GROUP, SmallResNet.Norm.GROUP_WS}) {
+            ComputationGraph other = new SmallResNet().norm(norm).seed(7).build();
+            assertEquals(bn.getParam("stem_conv_W"), other.getParam("stem_conv_W"), norm.label());
+            assertEquals(bn.getParam("s3b1_b_conv_W"), other.getParam("s3b1_b_conv_W"), norm.label());
+            assertEquals(bn.getParam("output_W"), other.getParam("output_W"), norm.label());
+        }
     }
 }
