@@ -1,6 +1,6 @@
 package org.groupnorm.dl4j;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.groupnorm.dl4j.NpyFixtures.load;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.File;
@@ -8,7 +8,6 @@ import java.io.IOException;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.stream.Stream;
 import org.deeplearning4j.nn.gradient.Gradient;
 import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
@@ -69,16 +68,7 @@ class PyTorchParityTest {
         }
     }
 
-    private static INDArray load(File dir, String array) {
-        return Nd4j.createFromNpyFile(new File(dir, array + ".npy")).castTo(DataType.DOUBLE);
-    }
-
     private static void assertClose(String what, INDArray expected, INDArray actual, DataType type) {
-        assertArrayEquals(expected.shape(), actual.shape(), what + " shape");
-        double maxError = expected.sub(actual.castTo(DataType.DOUBLE)).amaxNumber().doubleValue();
-        double tolerance = type == DataType.DOUBLE ? FLOAT64_TOLERANCE
-                : FLOAT32_RELATIVE_TOLERANCE * Math.max(1e-12, expected.amaxNumber().doubleValue());
-        assertTrue(maxError <= tolerance, what + ": max abs error " + maxError + " > " + tolerance
-                + " (" + type + ", shape " + Arrays.toString(expected.shape()) + ")");
+        NpyFixtures.assertClose(what, expected, actual, type, FLOAT64_TOLERANCE, FLOAT32_RELATIVE_TOLERANCE);
     }
 }

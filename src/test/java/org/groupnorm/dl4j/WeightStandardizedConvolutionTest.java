@@ -1,6 +1,6 @@
 package org.groupnorm.dl4j;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.groupnorm.dl4j.NpyFixtures.load;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -170,7 +170,7 @@ class WeightStandardizedConvolutionTest {
             assertTrue(WeightStandardizationKernel.supports(weights, fromKernel));
             WeightStandardizationKernel.standardize(weights, fromKernel, 1e-5);
             WeightStandardization.standardize(weights, fromNd4j, 1e-5);
-            // FLOAT: ND4J centres the weights in float, losing a few ulps of the offset 50 (the loops centre in double);
+            // FLOAT: ND4J centres the weights in float, losing a few ulps of the offset 50 (the loops: double);
             // HALF: both results are rounded to half, so they may differ by one half-precision ulp at |4|.
             double tolerance = type == DataType.DOUBLE ? 1e-12 : type == DataType.FLOAT ? 8 * Math.ulp(50f) : 0x1p-8;
             assertTrue(fromNd4j.castTo(DataType.DOUBLE).equalsWithEps(fromKernel.castTo(DataType.DOUBLE), tolerance),
@@ -306,16 +306,7 @@ class WeightStandardizedConvolutionTest {
         return values;
     }
 
-    private static INDArray load(File caseDir, String array) {
-        return Nd4j.createFromNpyFile(new File(caseDir, array + ".npy")).castTo(DataType.DOUBLE);
-    }
-
     private static void assertClose(String what, INDArray expected, INDArray actual, DataType type) {
-        assertArrayEquals(expected.shape(), actual.shape(), what + " shape");
-        double maxError = expected.sub(actual.castTo(DataType.DOUBLE)).amaxNumber().doubleValue();
-        double tolerance = type == DataType.DOUBLE ? FLOAT64_TOLERANCE
-                : FLOAT32_RELATIVE_TOLERANCE * Math.max(1e-12, expected.amaxNumber().doubleValue());
-        assertTrue(maxError <= tolerance, what + ": max abs error " + maxError + " > " + tolerance
-                + " (" + type + ", shape " + Arrays.toString(expected.shape()) + ")");
+        NpyFixtures.assertClose(what, expected, actual, type, FLOAT64_TOLERANCE, FLOAT32_RELATIVE_TOLERANCE);
     }
 }
