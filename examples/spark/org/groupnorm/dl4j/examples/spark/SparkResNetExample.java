@@ -17,7 +17,8 @@ import org.nd4j.linalg.dataset.ViewIterator;
 /**
  * The small-batch ResNet with GroupNorm trained on Spark with parameter averaging, {@value #BATCH_PER_WORKER} images
  * per worker step: the driver to give {@code spark-submit} (README, "Spark"). Without a master set by spark-submit it
- * runs in local mode on 2 threads. Arguments: [epochs] [training images per class].
+ * runs in local mode on 2 threads. Arguments: [epochs] [training images per class] [--approach auto|direct|export]
+ * (how the minibatches reach the workers, see {@link TrainingApproach}; auto by default).
  *
  * <p>Built and run only with the {@code spark} profile.
  */
@@ -29,8 +30,17 @@ public class SparkResNetExample {
     private static final long SEED = 42;
 
     public static void main(String[] args) {
-        int epochs = args.length > 0 ? Integer.parseInt(args[0]) : 1;
-        int perClass = args.length > 1 ? Integer.parseInt(args[1]) : 100;
+        List<String> positional = new ArrayList<>();
+        TrainingApproach approach = TrainingApproach.AUTO;
+        for (int i = 0; i < args.length; i++) {
+            if (args[i].equals("--approach") && i + 1 < args.length) {
+                approach = TrainingApproach.parse(args[++i]);
+            } else {
+                positional.add(args[i]);
+            }
+        }
+        int epochs = positional.size() > 0 ? Integer.parseInt(positional.get(0)) : 1;
+        int perClass = positional.size() > 1 ? Integer.parseInt(positional.get(1)) : 100;
 
         SparkConf conf = new SparkConf().setAppName("groupnorm-resnet").setIfMissing("spark.master", "local[2]");
         if (conf.get("spark.master").startsWith("local")) {
@@ -48,9 +58,10 @@ public class SparkResNetExample {
             JavaRDD<DataSet> rdd = sc.parallelize(minibatches);
 
             // 2. The network and the training master: workers average parameters every few steps.
+            System.out.println(approach.describe(sc));
             ParameterAveragingTrainingMaster master = new ParameterAveragingTrainingMaster.Builder(BATCH_PER_WORKER)
                     .batchSizePerWorker(BATCH_PER_WORKER).averagingFrequency(AVERAGING_FREQUENCY)
-                    .workerPrefetchNumBatches(2).rngSeed(SEED).build();
+                    .rddTrainingApproach(approach.resolve(sc)).workerPrefetchNumBatches(2).rngSeed(SEED).build();
             SparkComputationGraph net = new SparkComputationGraph(sc, new SmallResNet().norm(SmallResNet.Norm.GROUP)
                     .seed(SEED).learningRate(SmallResNet.learningRateFor(BATCH_PER_WORKER)).configuration(), master);
 
@@ -58,8 +69,9 @@ public class SparkResNetExample {
             for (int epoch = 1; epoch <= epochs; epoch++) {
                 long start = System.nanoTime();
                 net.fit(rdd);
-                System.out.printf(Locale.ROOT, "epoch %d: loss %.4f, %.0f s%n", epoch, net.getScore(),
-                        (System.nanoTime() - start) / 1e9);
+                double seconds = (System.nanoTime() - start) / 1e9;
+                System.out.printf(Locale.ROOT, "epoch %d: loss %.4f, %.0f s, %.1f examples/s%n", epoch,
+                        net.getScore(), seconds, minibatches.size() * BATCH_PER_WORKER / seconds);
             }
             double accuracy = net.getNetwork().evaluate(new ViewIterator(test, 500)).accuracy();
             System.out.printf(Locale.ROOT, "test error %.2f%% on %d images (master %s)%n", 100 * (1 - accuracy),
