@@ -1,7 +1,6 @@
 package org.groupnorm.dl4j;
 
 import java.util.Collection;
-import java.util.Map;
 import java.util.Objects;
 import org.deeplearning4j.nn.conf.CNN2DFormat;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
@@ -100,14 +99,8 @@ public class WeightStandardizedConvolution extends ConvolutionLayer {
         LayerValidation.assertNInNOutSet("WeightStandardizedConvolution", getLayerName(), layerIndex, getNIn(),
                 getNOut());
         requireValidEps(eps);
-        WeightStandardizedConvolutionLayer layer = new WeightStandardizedConvolutionLayer(conf, networkDataType);
-        layer.setListeners(trainingListeners);
-        layer.setIndex(layerIndex);
-        layer.setParamsViewArray(layerParamsView);
-        Map<String, INDArray> paramTable = initializer().init(conf, layerParamsView, initializeParams);
-        layer.setParamTable(paramTable);
-        layer.setConf(conf);
-        return layer;
+        return RuntimeLayers.wire(new WeightStandardizedConvolutionLayer(conf, networkDataType), conf, initializer(), trainingListeners,
+                layerIndex, layerParamsView, initializeParams);
     }
 
     @Override
