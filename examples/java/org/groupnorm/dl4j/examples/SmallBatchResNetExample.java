@@ -84,7 +84,7 @@ public class SmallBatchResNetExample {
         for (int batchSize : options.batchSizes()) {
             for (SmallResNet.Norm norm : options.norms()) {
                 plan.add(new Progress.PlannedRun(batchSize,
-                        new Minibatches(train, batchSize, options.seed(), 0).examples() * options.epochs()));
+                        Minibatches.examplesPerEpoch(train.numExamples(), batchSize) * options.epochs()));
             }
         }
         Progress progress = new Progress(out, options.progressSeconds(), plan);

@@ -189,8 +189,8 @@ public class GroupNormalization extends FeedForwardLayer {
                     + "network an input type (setInputType) so it can be inferred");
         }
         validate();
-        return RuntimeLayers.wire(new GroupNormalizationLayer(conf, networkDataType), conf, initializer(), trainingListeners,
-                layerIndex, layerParamsView, initializeParams);
+        return RuntimeLayers.wire(new GroupNormalizationLayer(conf, networkDataType), conf, initializer(),
+                trainingListeners, layerIndex, layerParamsView, initializeParams);
     }
 
     @Override

@@ -5,6 +5,7 @@ import java.util.Objects;
 import org.deeplearning4j.nn.conf.CNN2DFormat;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
+import org.deeplearning4j.nn.conf.layers.Layer;
 import org.deeplearning4j.nn.conf.layers.LayerValidation;
 import org.deeplearning4j.optimize.api.TrainingListener;
 import org.deeplearning4j.util.ConvolutionUtils;
@@ -62,7 +63,7 @@ public class WeightStandardizedConvolution extends ConvolutionLayer {
         ObjectNode json = mapper.valueToTree(convolution);
         json.put("@class", WeightStandardizedConvolution.class.getName());
         try {
-            return (WeightStandardizedConvolution) mapper.treeToValue(json, org.deeplearning4j.nn.conf.layers.Layer.class);
+            return (WeightStandardizedConvolution) mapper.treeToValue(json, Layer.class);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException(describe(convolution.getLayerName()) + ": could not copy the "
                     + "convolution's configuration", e);
@@ -99,8 +100,8 @@ public class WeightStandardizedConvolution extends ConvolutionLayer {
         LayerValidation.assertNInNOutSet("WeightStandardizedConvolution", getLayerName(), layerIndex, getNIn(),
                 getNOut());
         requireValidEps(eps);
-        return RuntimeLayers.wire(new WeightStandardizedConvolutionLayer(conf, networkDataType), conf, initializer(), trainingListeners,
-                layerIndex, layerParamsView, initializeParams);
+        return RuntimeLayers.wire(new WeightStandardizedConvolutionLayer(conf, networkDataType), conf, initializer(),
+                trainingListeners, layerIndex, layerParamsView, initializeParams);
     }
 
     @Override

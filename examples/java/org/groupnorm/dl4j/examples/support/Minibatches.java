@@ -38,7 +38,12 @@ public final class Minibatches implements Iterable<DataSet> {
 
     /** Examples in an epoch's full batches. */
     public long examples() {
-        return (long) count() * batchSize;
+        return examplesPerEpoch(order.length, batchSize);
+    }
+
+    /** Examples in the full batches of {@code batchSize} that {@code examples} examples make. */
+    public static long examplesPerEpoch(int examples, int batchSize) {
+        return (long) examples / batchSize * batchSize;
     }
 
     @Override

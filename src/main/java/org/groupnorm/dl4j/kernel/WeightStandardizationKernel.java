@@ -1,7 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Weight Standardization on the CPU: the formulas of {@code runtime.WeightStandardization} as loops over host memory
@@ -20,11 +19,11 @@ public final class WeightStandardizationKernel {
     /** Whether these arrays can be read and written in place here (CPU backend, c-contiguous, a supported type). */
     public static boolean supports(INDArray... arrays) {
         for (INDArray array : arrays) {
-            if (!GroupNormKernel.supports(array) || !GroupNormKernel.isDirectlyAddressable(array)) {
+            if (!GroupNormKernel.supports(array) || !GroupNormKernel.isDirectlyAddressable(array)) {   // CPU, type
                 return false;
             }
         }
-        return Nd4j.getEnvironment().isCPU();
+        return true;
     }
 
     /** Writes the standardized {@code weights} into {@code out} (same shape). */
