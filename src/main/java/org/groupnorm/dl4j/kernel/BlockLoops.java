@@ -105,6 +105,40 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     }
 
     @Override
+    public void gatedGradientSums(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, float scale,
+                                  float offset, float negativeSlope, Sums sums) {
+        Blocks b = BLOCKS.get();
+        sums.clear();
+        int blocks = 0;
+        for (int start = from; start < from + length; start += BLOCK) {
+            int count = Math.min(BLOCK, from + length - start);
+            x.get(start, b.x, 0, count);
+            dy.get(start, b.dy, 0, count);
+            gate(b.x, b.dy, b.out, count, mean, scale, offset, negativeSlope);
+            addGradientSums(b.x, b.dy, b.lanesA, b.lanesB, count, mean);
+            if (++blocks % BLOCKS_PER_FLUSH == 0) {
+                b.flushInto(sums);
+            }
+        }
+        b.flushInto(sums);
+    }
+
+    @Override
+    public void gatedInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length, float mean,
+                                   float scale, float offset, float negativeSlope, float dyCoefficient,
+                                   float xCoefficient, float constant) {
+        Blocks b = BLOCKS.get();
+        for (int start = from; start < from + length; start += BLOCK) {
+            int count = Math.min(BLOCK, from + length - start);
+            x.get(start, b.x, 0, count);
+            dy.get(start, b.dy, 0, count);
+            gate(b.x, b.dy, b.out, count, mean, scale, offset, negativeSlope);
+            inputGradient(b.x, b.dy, b.out, count, mean, dyCoefficient, xCoefficient, constant);
+            dx.put(start, b.out, 0, count);
+        }
+    }
+
+    @Override
     public void rowMoments(FloatBuffer x, int from, int stride, int rows, int width, float[] shift, float[] sums,
                            float[] squares) {
         Blocks b = BLOCKS.get();
@@ -226,6 +260,15 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     private static void normalize(float[] x, float[] y, int length, float mean, float scale, float offset) {
         for (int i = 0; i < length; i++) {
             y[i] = (x[i] - mean) * scale + offset;
+        }
+    }
+
+    /** dy, in place, through a ReLU/LeakyReLU at the pre-activation forward computed (into {@code pre}). */
+    private static void gate(float[] x, float[] dy, float[] pre, int length, float mean, float scale, float offset,
+                             float negativeSlope) {
+        normalize(x, pre, length, mean, scale, offset);
+        for (int i = 0; i < length; i++) {
+            dy[i] = pre[i] > 0 ? dy[i] : negativeSlope * dy[i];
         }
     }
 

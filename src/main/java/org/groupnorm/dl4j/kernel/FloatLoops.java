@@ -26,8 +26,9 @@ interface FloatLoops<B extends Buffer> {
     void normalize(B x, B y, int from, int length, float mean, float scale, float offset, FusedActivation activation);
 
     /**
-     * The output gradient through a fused activation, {@code g = activation'((x - mean) * scale + offset) * dy}, into
-     * {@code g} (which may be where dx goes) over [from, from + length).
+     * The output gradient through a fused smooth activation (SIGMOID, TANH, SWISH),
+     * {@code g = activation'((x - mean) * scale + offset) * dy}, into {@code g} (which may be where dx goes) over
+     * [from, from + length). ReLU and LeakyReLU take the gated loops instead.
      */
     void activationGradient(B x, B dy, B g, int from, int length, float mean, float scale, float offset,
                             FusedActivation activation);
@@ -38,6 +39,17 @@ interface FloatLoops<B extends Buffer> {
     /** dx = dyCoefficient * dy + xCoefficient * (x - mean) + constant over [from, from + length). */
     void inputGradient(B x, B dy, B dx, int from, int length, float mean, float dyCoefficient, float xCoefficient,
                        float constant);
+
+    /**
+     * {@link #gradientSums} of {@code g = dy} where the pre-activation {@code (x - mean) * scale + offset} is
+     * positive and {@code g = negativeSlope * dy} elsewhere (a fused ReLU or LeakyReLU), with g computed on the fly.
+     */
+    void gatedGradientSums(B x, B dy, int from, int length, float mean, float scale, float offset,
+                           float negativeSlope, Sums sums);
+
+    /** {@link #inputGradient} of the gated gradient g of {@link #gatedGradientSums} in place of dy. */
+    void gatedInputGradient(B x, B dy, B dx, int from, int length, float mean, float scale, float offset,
+                            float negativeSlope, float dyCoefficient, float xCoefficient, float constant);
 
     /**
      * Column sums over {@code rows} rows of {@code width} elements, row r starting at {@code from + r * stride}:

@@ -85,8 +85,9 @@ final class FloatRows {
 
     /**
      * dx for slab {@code unit} from dy and forward's statistics; stores the slab's per-channel sums of dy and of
-     * dy * (x - mean) at [n * C + c] for the parameter gradients. With a fused activation, dy is first taken through
-     * it (into dx, which the last pass then overwrites in place) and the sums are of that gradient.
+     * dy * (x - mean) at [n * C + c] for the parameter gradients. With a fused activation the sums and dx are of the
+     * gradient through it: a ReLU/LeakyReLU's is recomputed from x in both passes (a comparison), a smooth one's is
+     * written into dx first and read back from there.
      */
     private static <B extends Buffer> void backwardSlab(FloatLoops<B> loops, B in, B gradOut, B gradIn, int unit,
                                                         Geometry geo, double[] gamma, double[] beta,
@@ -98,40 +99,64 @@ final class FloatRows {
         int first = unit % geo.groups * geo.perGroup;
         double mean = stats.mean[unit];
         float anchor = Coefficients.anchor(mean);
-        if (activation.isIdentity()) {
-            for (int c = first; c < first + geo.perGroup; c++) {
-                loops.gradientSums(in, gradOut, base + (c - first) * geo.positions, geo.positions, anchor, sums);
-                sumDy[sumsBase + c] = sums.plain;
-                sumDyCentered[sumsBase + c] = sums.weighted;
-            }
-        } else {
-            double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
-            double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+        double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
+        double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+        if (!activation.isIdentity()) {
             Coefficients.forward(mean, stats.rstd[unit], gamma, beta, first, first + geo.perGroup, scale, offset);
-            for (int c = first; c < first + geo.perGroup; c++) {
-                sumDy[sumsBase + c] = 0;
-                sumDyCentered[sumsBase + c] = 0;
-                // In pieces that stay in the first-level cache: the sums then read back what was just written.
-                for (int from = 0; from < geo.positions; from += ACTIVATION_PIECE) {
-                    int start = base + (c - first) * geo.positions + from;
-                    int length = Math.min(ACTIVATION_PIECE, geo.positions - from);
-                    loops.activationGradient(in, gradOut, gradIn, start, length, anchor, (float) scale[c],
-                            (float) offset[c], activation);
-                    loops.gradientSums(in, gradIn, start, length, anchor, sums);
-                    sumDy[sumsBase + c] += sums.plain;
-                    sumDyCentered[sumsBase + c] += sums.weighted;
-                }
+        }
+        for (int c = first; c < first + geo.perGroup; c++) {
+            int start = base + (c - first) * geo.positions;
+            if (activation.isIdentity()) {
+                loops.gradientSums(in, gradOut, start, geo.positions, anchor, sums);
+            } else if (activation.isPiecewiseLinear()) {
+                loops.gatedGradientSums(in, gradOut, start, geo.positions, anchor, (float) scale[c],
+                        (float) offset[c], activation.negativeSlope(), sums);
+            } else {
+                smoothActivationSums(loops, in, gradOut, gradIn, start, geo.positions, anchor, (float) scale[c],
+                        (float) offset[c], activation, sums);
             }
-            gradOut = gradIn;   // the activation's gradient, where dx will be
+            sumDy[sumsBase + c] = sums.plain;
+            sumDyCentered[sumsBase + c] = sums.weighted;
         }
         double[] dyScale = Scratch.doubles(Scratch.Slot.DY_SCALE, geo.channels);
         double[] xScale = Scratch.doubles(Scratch.Slot.X_SCALE, geo.channels);
         double[] constant = Scratch.doubles(Scratch.Slot.CONSTANT, geo.channels);
         Coefficients.backward(mean, stats.rstd[unit], geo.slabSize, gamma, first, first + geo.perGroup, sumDy,
                 sumDyCentered, sumsBase, dyScale, xScale, constant);
+        // A smooth activation's gradient is in dx already (its derivative costs more than a pass over cached data).
+        B gradient = activation.isIdentity() || activation.isPiecewiseLinear() ? gradOut : gradIn;
         for (int c = first; c < first + geo.perGroup; c++) {
-            loops.inputGradient(in, gradOut, gradIn, base + (c - first) * geo.positions, geo.positions, anchor,
-                    (float) dyScale[c], (float) xScale[c], (float) constant[c]);
+            int start = base + (c - first) * geo.positions;
+            if (activation.isPiecewiseLinear()) {
+                loops.gatedInputGradient(in, gradient, gradIn, start, geo.positions, anchor, (float) scale[c],
+                        (float) offset[c], activation.negativeSlope(), (float) dyScale[c], (float) xScale[c],
+                        (float) constant[c]);
+            } else {
+                loops.inputGradient(in, gradient, gradIn, start, geo.positions, anchor, (float) dyScale[c],
+                        (float) xScale[c], (float) constant[c]);
+            }
         }
+    }
+
+    /**
+     * One channel's sums of a smooth activation's gradient g = activation'(pre) * dy, which is written into
+     * {@code gradIn} (where dx will go) for the last pass: in pieces that stay in the first-level cache, so the sums
+     * read back what was just written.
+     */
+    private static <B extends Buffer> void smoothActivationSums(FloatLoops<B> loops, B in, B gradOut, B gradIn,
+                                                                int start, int length, float anchor, float scale,
+                                                                float offset, FusedActivation activation,
+                                                                FloatLoops.Sums sums) {
+        double plain = 0;
+        double weighted = 0;
+        for (int from = start; from < start + length; from += ACTIVATION_PIECE) {
+            int pieceLength = Math.min(ACTIVATION_PIECE, start + length - from);
+            loops.activationGradient(in, gradOut, gradIn, from, pieceLength, anchor, scale, offset, activation);
+            loops.gradientSums(in, gradIn, from, pieceLength, anchor, sums);
+            plain += sums.plain;
+            weighted += sums.weighted;
+        }
+        sums.plain = plain;
+        sums.weighted = weighted;
     }
 }

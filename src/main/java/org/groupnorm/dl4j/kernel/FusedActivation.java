@@ -45,6 +45,19 @@ public record FusedActivation(Kind kind, float alpha) {
         return kind == Kind.IDENTITY;
     }
 
+    /**
+     * Whether the activation is a ReLU or LeakyReLU: the identity above 0 and a line of slope {@link #negativeSlope}
+     * at or below it. Backward recomputes its derivative from x with a comparison instead of storing anything.
+     */
+    boolean isPiecewiseLinear() {
+        return kind == Kind.RELU || kind == Kind.LEAKYRELU;
+    }
+
+    /** The slope of ReLU (0) or LeakyReLU (alpha) at pre-activation values of at most 0. */
+    float negativeSlope() {
+        return kind == Kind.LEAKYRELU ? alpha : 0;
+    }
+
     /** The activation of a pre-activation value. */
     double apply(double pre) {
         switch (kind) {

@@ -107,8 +107,10 @@ class KernelLoopsTest {
         int size = 1000;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        B xs = loops.view(Nd4j.createFromArray(x));
-        B dys = loops.view(Nd4j.createFromArray(dy));
+        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray dyArray = Nd4j.createFromArray(dy);
+        B xs = loops.view(xArray);
+        B dys = loops.view(dyArray);
         INDArray outArray = Nd4j.createFromArray(new float[size]);
         B out = loops.view(outArray);
         float scale = 1.7f;
@@ -123,11 +125,66 @@ class KernelLoopsTest {
                     double pre = ((double) x[i] - MEAN) * scale + offset;
                     assertEquals(activation.apply(pre), outArray.getDouble(i), 2e-6, where + ": output at " + i);
                 }
+                if (activation.isIdentity() || activation.isPiecewiseLinear()) {
+                    continue;   // their gradient is computed inside the gated loops (below)
+                }
                 loops.activationGradient(xs, dys, out, from, length, MEAN, scale, offset, activation);
                 for (int i = from; i < from + length; i++) {
                     double pre = ((double) x[i] - MEAN) * scale + offset;
                     assertEquals(activation.derivative(pre) * dy[i], outArray.getDouble(i), 2e-6,
                             where + ": gradient at " + i);
+                }
+            }
+        }
+    }
+
+    /**
+     * The backward loops of a fused ReLU/LeakyReLU, which gate dy by the sign of the pre-activation on the fly: the
+     * sums of g and g * (x - mean) and the input gradient of g, against double arithmetic with the derivative of
+     * {@link FusedActivation}. Values straddle 0 so both sides of every gate are taken.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void gatedLoopsMatchDoubleArithmetic(String name, FloatLoops<B> loops) {
+        Random random = new Random(7);
+        int size = 40_010;
+        float[] x = values(random, size, MEAN, 1.5);
+        float[] dy = values(random, size, 0, 1);
+        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray dyArray = Nd4j.createFromArray(dy);
+        B xs = loops.view(xArray);
+        B dys = loops.view(dyArray);
+        INDArray outArray = Nd4j.createFromArray(new float[size]);
+        B out = loops.view(outArray);
+        FloatLoops.Sums sums = new FloatLoops.Sums();
+        float scale = 1.7f;
+        float offset = 0.2f;
+        for (FusedActivation activation : List.of(new FusedActivation(FusedActivation.Kind.RELU, 0),
+                new FusedActivation(FusedActivation.Kind.LEAKYRELU, 0.05f))) {
+            for (int length : LENGTHS) {
+                for (int from : OFFSETS) {
+                    String where = name + " " + activation.kind() + ", [" + from + ", " + (from + length) + ")";
+                    double[] g = new double[size];
+                    double gSum = 0;
+                    double products = 0;
+                    for (int i = from; i < from + length; i++) {
+                        double centered = (double) x[i] - MEAN;
+                        g[i] = activation.derivative(centered * scale + offset) * dy[i];
+                        gSum += g[i];
+                        products += g[i] * centered;
+                    }
+                    loops.gatedGradientSums(xs, dys, from, length, MEAN, scale, offset,
+                            activation.negativeSlope(), sums);
+                    assertEquals(gSum, sums.plain, 1e-5 * length, where + ": sum of g");
+                    assertEquals(products, sums.weighted, 1e-5 * length, where + ": sum of g (x - mean)");
+                    outArray.assign(0);
+                    loops.gatedInputGradient(xs, dys, out, from, length, MEAN, scale, offset,
+                            activation.negativeSlope(), 0.9f, 1.3f, -0.4f);
+                    for (int i = from; i < from + length; i++) {
+                        double expected = 0.9 * g[i] + 1.3 * ((double) x[i] - MEAN) - 0.4;
+                        assertEquals(expected, outArray.getDouble(i), 1e-5, where + ": dx at " + i);
+                    }
+                    assertEquals(0.0, outArray.getDouble(from + length), where + ": wrote past the run");
                 }
             }
         }
@@ -146,8 +203,10 @@ class KernelLoopsTest {
         int size = (rows + 1) * stride;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        B xs = loops.view(Nd4j.createFromArray(x));
-        B dys = loops.view(Nd4j.createFromArray(dy));
+        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray dyArray = Nd4j.createFromArray(dy);
+        B xs = loops.view(xArray);
+        B dys = loops.view(dyArray);
         INDArray outArray = Nd4j.createFromArray(new float[size]);
         B out = loops.view(outArray);
         for (int width : new int[]{1, 7, 16, 33, 64}) {
