@@ -1,5 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.lang.ref.Reference;
 import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -88,6 +89,9 @@ public final class GroupNormKernel {
             GeneralPath.forward(Elements.of(x), Elements.of(y), maskValues(mask), geo, gamma, beta, eps, activation,
                     stats);
         }
+        // The paths read and write through views of the arrays' memory, which do not keep the arrays alive.
+        Reference.reachabilityFence(x);
+        Reference.reachabilityFence(y);
         return stats;
     }
 
@@ -140,6 +144,12 @@ public final class GroupNormKernel {
             }
             Elements.of(dBetaArray).write(0, dBeta, 0, geo.channels);
         }
+        // The paths read and write through views of the arrays' memory, which do not keep the arrays alive.
+        Reference.reachabilityFence(x);
+        Reference.reachabilityFence(dy);
+        Reference.reachabilityFence(dx);
+        Reference.reachabilityFence(dGammaArray);
+        Reference.reachabilityFence(dBetaArray);
     }
 
     /** A per-channel parameter vector as doubles, in the calling thread's scratch buffer (which may be longer). */
@@ -148,6 +158,7 @@ public final class GroupNormKernel {
         int length = (int) array.length();
         double[] values = Scratch.doubles(slot, length);
         Elements.of(contiguous).read(0, values, 0, length);
+        Reference.reachabilityFence(contiguous);
         return values;
     }
 

@@ -1,5 +1,6 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.lang.ref.Reference;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -38,6 +39,8 @@ public final class WeightStandardizationKernel {
             standardizeRow(row, perRow, eps);
             target.write(o * perRow, row, 0, perRow);
         }
+        Reference.reachabilityFence(weights);   // the views above do not keep the arrays' memory alive
+        Reference.reachabilityFence(out);
     }
 
     /**
@@ -68,6 +71,8 @@ public final class WeightStandardizationKernel {
             }
             gradients.write(o * perRow, grad, 0, perRow);
         }
+        Reference.reachabilityFence(weights);   // the views above do not keep the arrays' memory alive
+        Reference.reachabilityFence(gradient);
     }
 
     /** Standardizes {@code row[0..count)} in place (mean and biased variance, two passes); returns 1/sqrt(var+eps). */

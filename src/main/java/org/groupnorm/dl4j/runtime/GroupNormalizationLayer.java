@@ -12,7 +12,6 @@ import org.groupnorm.dl4j.GroupNormParamInitializer;
 import org.groupnorm.dl4j.GroupNormalization;
 import org.groupnorm.dl4j.TensorLayout;
 import org.groupnorm.dl4j.kernel.GroupNormKernel;
-import org.groupnorm.dl4j.kernel.GroupStats;
 import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -62,8 +61,8 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
     private final KernelEngine kernel = new KernelEngine();
     private final PortableEngine portable = new PortableEngine();
     private final SameDiffEngine sameDiff = new SameDiffEngine();
-    /** The statistics the last forward pass computed for the current input; cleared whenever the input changes. */
-    private GroupStats forwardStats;
+    /** The last forward pass of the current input (its engine and statistics); cleared whenever the input changes. */
+    private ForwardPass<?> lastForward;
 
     public GroupNormalizationLayer(NeuralNetConfiguration conf, DataType dataType) {
         super(conf, dataType);
@@ -98,15 +97,19 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         assertInputSet(false);
         applyDropOutIfNecessary(training, workspaceMgr);
         GroupNormCall call = call();
-        GroupNormEngine.Forward forward = engineFor(call).forward(call, workspaceMgr);
-        forwardStats = forward.stats();
+        return forward(engineFor(call), call, workspaceMgr);
+    }
+
+    private <S> INDArray forward(GroupNormEngine<S> engine, GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+        GroupNormEngine.Forward<S> forward = engine.forward(call, workspaceMgr);
+        lastForward = new ForwardPass<>(engine, forward.stats());
         return forward.y();
     }
 
     @Override
     public void setInput(INDArray input, LayerWorkspaceMgr workspaceMgr) {
         super.setInput(input, workspaceMgr);
-        forwardStats = null;
+        lastForward = null;
     }
 
     @Override
@@ -121,7 +124,10 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         INDArray dGamma = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.GAMMA);
         INDArray dBeta = gradientViews == null ? null : gradientViews.get(GroupNormParamInitializer.BETA);
         INDArray dy = epsilon.castTo(dataType);
-        INDArray dx = engineFor(call).backward(call, forwardStats, dy, dGamma, dBeta, workspaceMgr);
+        GroupNormEngine<?> engine = engineFor(call);
+        INDArray dx = lastForward != null && lastForward.engine() == engine
+                ? lastForward.backward(call, dy, dGamma, dBeta, workspaceMgr)
+                : engine.backward(call, null, dy, dGamma, dBeta, workspaceMgr);
         Gradient gradient = new DefaultGradient();
         if (dGamma != null) {
             gradient.gradientForVariable().put(GroupNormParamInitializer.GAMMA, dGamma);
@@ -141,7 +147,7 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
         return maskArray == null ? null : new Pair<>(maskArray, currentMaskState);
     }
 
-    private GroupNormEngine engineFor(GroupNormCall call) {
+    private GroupNormEngine<?> engineFor(GroupNormCall call) {
         switch (engine) {
             case KERNEL:
                 if (!KernelEngine.fuses(call)) {
@@ -202,5 +208,13 @@ public class GroupNormalizationLayer extends BaseLayer<GroupNormalization> {
                     + "[N, 1] for feed-forward input");
         }
         return maskArray;
+    }
+
+    /** An engine's forward pass of the current input and what it kept for the backward pass. */
+    private record ForwardPass<S>(GroupNormEngine<S> engine, S stats) {
+        INDArray backward(GroupNormCall call, INDArray dy, INDArray dGamma, INDArray dBeta,
+                          LayerWorkspaceMgr workspaceMgr) {
+            return engine.backward(call, stats, dy, dGamma, dBeta, workspaceMgr);
+        }
     }
 }

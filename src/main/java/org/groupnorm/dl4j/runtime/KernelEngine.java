@@ -11,15 +11,15 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * The CPU engine: {@link GroupNormKernel} over the layer's arrays, writing straight into workspace arrays. Its
  * forward hands back the statistics, so the backward of the same input does not recompute them.
  */
-final class KernelEngine implements GroupNormEngine {
+final class KernelEngine implements GroupNormEngine<GroupStats> {
 
     @Override
-    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward<GroupStats> forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         INDArray x = addressable(call.x(), ArrayType.FF_WORKING_MEM, workspaceMgr);
         INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, x.dataType(), x.shape(), 'c');
         GroupStats stats = GroupNormKernel.forward(x, call.gamma(), call.beta(), call.mask(), call.groups(),
                 call.eps(), fused(call), call.layout(), y);
-        return new Forward(y, stats);
+        return new Forward<>(y, stats);
     }
 
     @Override

@@ -2,13 +2,15 @@ package org.groupnorm.dl4j.runtime;
 
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
-import org.groupnorm.dl4j.kernel.GroupStats;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.controlflow.Select;
+import org.nd4j.linalg.api.ops.impl.reduce.floating.SquaredNorm;
 import org.nd4j.linalg.api.ops.impl.reduce3.Dot;
+import org.nd4j.linalg.api.ops.impl.transforms.floating.RSqrt;
+import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.SubOp;
 import org.nd4j.linalg.api.shape.Shape;
@@ -20,30 +22,53 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  * The backend-neutral engine: GroupNorm forward and analytic backward as ND4J operations on whole arrays, so it runs
  * wherever ND4J runs (it is what CUDA executes). Temporaries live in the layer's working-memory workspaces; every
  * full-size step is one operation that writes in place or into an array it was given (fresh allocations cost more
- * than the arithmetic).
+ * than the arithmetic), and broadcasts are the custom ops that take their output (ND4J's legacy in-place broadcasts
+ * cost 2-4x as much on the CPU).
  *
  * <p>The arithmetic is the kernel's: per (example, group) the values are shifted by one present sample (a constant
  * group then gives exactly beta, and float sums stay small when |mean| &gt;&gt; std), the mean and the biased
  * variance of the centered values are taken over the present elements, and backward computes
- * {@code dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy * xhat))} over the group from per-channel sums. Statistics
- * are in float32 for half-precision input (float64 input stays float64). Padded positions (mask 0) are replaced by 0
- * before anything reads them, so no value there, NaN included, reaches the statistics; they output 0 and receive 0.
+ * {@code dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy * xhat))} over the group from per-channel sums. Forward
+ * keeps each group's mean and 1/std (with the layer's input, as DL4J's BatchNorm keeps its own), so backward reads x
+ * once to center it instead of recomputing them. Statistics are in float32 for half-precision input (float64 input
+ * stays float64). Padded positions (mask 0) are replaced by 0 before anything reads them, so no value there, NaN
+ * included, reaches the statistics; they output 0 and receive 0.
  */
-final class PortableEngine implements GroupNormEngine {
+final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics> {
+
+    /** Each (example, group)'s mean and 1/sqrt(var + eps), [N, G, 1] in the compute type. */
+    record Statistics(INDArray mean, INDArray rstd) {
+
+        /** Room for a call's statistics in the current workspace. */
+        static Statistics allocate(GroupNormCall call) {
+            DataType type = Groups.computeType(call.x());
+            long[] shape = {call.x().size(0), call.groups(), 1};
+            return new Statistics(Nd4j.createUninitialized(type, shape), Nd4j.createUninitialized(type, shape));
+        }
+
+        /** Room for a call's statistics in the workspace of the layer's input (see {@link #keepsStatistics}). */
+        static Statistics allocateWithInput(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+            try (MemoryWorkspace ignored = workspaceMgr.notifyScopeBorrowed(ArrayType.INPUT)) {
+                return allocate(call);
+            }
+        }
+    }
 
     @Override
-    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward<Statistics> forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         INDArray y = workspaceMgr.createUninitialized(ArrayType.ACTIVATIONS, call.x().dataType(), call.x().shape(), 'c');
+        Statistics kept = keepsStatistics(workspaceMgr) ? Statistics.allocateWithInput(call, workspaceMgr) : null;
         try (MemoryWorkspace ignored = workspaceMgr.notifyScopeEntered(ArrayType.FF_WORKING_MEM)) {
             Groups groups = Groups.of(call);
-            Statistics stats = statistics(groups, call.x(), call.eps());
+            Statistics stats = kept != null ? kept : Statistics.allocate(call);
+            INDArray centered = Nd4j.createUninitialized(groups.computeType(), groups.grouped());
+            statistics(groups, groups.grouped(call.x()), call.eps(), centered, stats);
             // y = centered * (rstd * gamma_c) + beta_c: one scale per (example, channel), then one shift per channel.
-            INDArray scale = channelScale(groups.perChannel(stats.rstd()), call.gamma(), groups);
-            INDArray centered = stats.centered().reshape(groups.rows());
-            INDArray out = groups.writesDirectly(y) ? y.reshape(groups.rows()) : centered;
-            Nd4j.exec(new MulOp(new INDArray[]{centered, scale}, new INDArray[]{out}));
+            INDArray rows = centered.reshape(groups.rows());
+            INDArray out = groups.writesDirectly(y) ? y.reshape(groups.rows()) : rows;
+            Nd4j.exec(new MulOp(rows, channelScale(stats.rstd(), call.gamma(), groups), out));
             if (call.beta() != null) {
-                out.addi(call.beta().castTo(groups.computeType()).reshape(1, -1, 1));
+                Nd4j.exec(new AddOp(out, perChannelParameter(call.beta(), groups), out));
             }
             if (!call.hasIdentityActivation()) {
                 call.activation().getActivation(out, true);   // in place
@@ -55,52 +80,60 @@ final class PortableEngine implements GroupNormEngine {
                 groups.writeInLayout(out, y);
             }
         }
-        return new Forward(y, null);
+        return new Forward<>(y, kept);
     }
 
     @Override
-    public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
+    public INDArray backward(GroupNormCall call, Statistics forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
         INDArray dx = workspaceMgr.createUninitialized(ArrayType.ACTIVATION_GRAD, call.x().dataType(),
                 call.x().shape(), 'c');
         try (MemoryWorkspace ignored = workspaceMgr.notifyScopeEntered(ArrayType.BP_WORKING_MEM)) {
             Groups groups = Groups.of(call);
-            Statistics stats = statistics(groups, call.x(), call.eps());
-            INDArray centered = stats.centered().reshape(groups.rows());                 // [N, C, S]
-            INDArray gradOut = groups.rowsOf(dy);                                 // [N, C, S], may be dy
+            INDArray grouped = Nd4j.createUninitialized(groups.computeType(), groups.grouped());   // x - mean
+            Statistics stats = forwardStats;
+            if (stats == null) {
+                stats = Statistics.allocate(call);
+                statistics(groups, groups.grouped(call.x()), call.eps(), grouped, stats);
+            } else {
+                groups.center(groups.grouped(call.x()), stats.mean(), grouped);
+            }
+            INDArray centered = grouped.reshape(groups.rows());                              // [N, C, S]
+            INDArray gradOut = groups.rowsOf(dy);                                            // [N, C, S], may be dy
+            INDArray scale = channelScale(stats.rstd(), call.gamma(), groups);               // [N, C, 1]
             if (!call.hasIdentityActivation()) {
-                gradOut = throughActivation(call, groups, stats, gradOut);
+                gradOut = throughActivation(call, groups, centered, scale, gradOut);
             }
             // Per (example, channel): sum of dy and sum of dy * (x - mean). xhat = (x - mean) * rstd.
-            INDArray sumDy = gradOut.sum(2);                                             // [N, C]
+            INDArray sumDy = gradOut.sum(2);                                                 // [N, C]
             INDArray sumDyCentered = Nd4j.createUninitialized(groups.computeType(), groups.examples(),
                     groups.channels());
             Nd4j.exec(new Dot(gradOut, centered, sumDyCentered, 2));
-            INDArray rstdPerChannel = groups.perChannel(stats.rstd());                            // [N, C, 1]
-            INDArray sumDyXhat = sumDyCentered.muli(rstdPerChannel.reshape(groups.examples(), groups.channels()));
+            INDArray sumDyXhat = sumDyCentered.muli(groups.perChannel(stats.rstd())
+                    .reshape(groups.examples(), groups.channels()));
             if (dBeta != null) {
                 dBeta.assign(sumDy.sum(0));
             }
             if (dGamma != null) {
                 dGamma.assign(sumDyXhat.sum(0));
             }
-            INDArray gamma = call.gamma() == null ? null : call.gamma().castTo(groups.computeType()).reshape(1, -1);
-            if (gamma != null) {
+            if (call.gamma() != null) {
+                INDArray gamma = call.gamma().castTo(groups.computeType()).reshape(1, -1);
                 sumDy.muli(gamma);
                 sumDyXhat.muli(gamma);
             }
             long[] byGroup = {groups.examples(), groups.count(), groups.channels() / groups.count()};
-            INDArray meanDy = sumDy.reshape(byGroup).sum(true, 2).divi(groups.present());          // [N, G, 1]
-            INDArray meanDyXhat = sumDyXhat.reshape(byGroup).sum(true, 2).divi(groups.present());  // [N, G, 1]
+            INDArray meanDy = groups.perPresentElement(sumDy.reshape(byGroup).sum(true, 2));           // [N, G, 1]
+            INDArray meanDyXhat = groups.perPresentElement(sumDyXhat.reshape(byGroup).sum(true, 2));   // [N, G, 1]
             // dx = rstd * gamma_c * dy - rstd * meanDy - (x - mean) * rstd^2 * meanDyXhat
-            INDArray grouped = stats.centered();
-            grouped.muli(meanDyXhat.muli(stats.rstd()).muli(stats.rstd()).negi())
-                    .subi(meanDy.muli(stats.rstd()));
-            INDArray dyScale = channelScale(rstdPerChannel, call.gamma(), groups);                // [N, C, 1]
+            INDArray centeredScale = meanDyXhat.muli(stats.rstd()).muli(stats.rstd()).negi();
+            INDArray constant = meanDy.muli(stats.rstd()).negi();
+            Nd4j.exec(new MulOp(grouped, centeredScale, grouped));
+            Nd4j.exec(new AddOp(grouped, constant, grouped));
             INDArray out = groups.writesDirectly(dx) ? dx.reshape(groups.rows())
                     : Nd4j.createUninitialized(groups.computeType(), groups.rows());
-            Nd4j.exec(new MulOp(new INDArray[]{gradOut, dyScale}, new INDArray[]{out}));
-            out.addi(centered);
+            Nd4j.exec(new MulOp(gradOut, scale, out));
+            Nd4j.exec(new AddOp(out, centered, out));
             if (groups.presence() != null) {
                 out.muli(groups.presence().reshape(groups.rows()));
             }
@@ -115,12 +148,12 @@ final class PortableEngine implements GroupNormEngine {
      * The output gradient taken back through the layer's activation, [N, C, S]: the activation's own backprop at the
      * pre-activation value (recomputed from forward's formula), 0 at padded positions.
      */
-    private static INDArray throughActivation(GroupNormCall call, Groups groups, Statistics stats, INDArray gradOut) {
+    private static INDArray throughActivation(GroupNormCall call, Groups groups, INDArray centered, INDArray scale,
+                                              INDArray gradOut) {
         INDArray pre = Nd4j.createUninitialized(groups.computeType(), groups.rows());
-        INDArray scale = channelScale(groups.perChannel(stats.rstd()), call.gamma(), groups);
-        Nd4j.exec(new MulOp(new INDArray[]{stats.centered().reshape(groups.rows()), scale}, new INDArray[]{pre}));
+        Nd4j.exec(new MulOp(centered, scale, pre));
         if (call.beta() != null) {
-            pre.addi(call.beta().castTo(groups.computeType()).reshape(1, -1, 1));
+            Nd4j.exec(new AddOp(pre, perChannelParameter(call.beta(), groups), pre));
         }
         INDArray gradient = call.activation().backprop(pre, gradOut.castTo(groups.computeType())).getFirst();
         if (groups.presence() != null) {
@@ -129,35 +162,57 @@ final class PortableEngine implements GroupNormEngine {
         return gradient;
     }
 
-    /** rstd * gamma_c per (example, channel), [N, C, 1], in place in {@code rstdPerChannel}; rstd when no gamma. */
-    private static INDArray channelScale(INDArray rstdPerChannel, INDArray gamma, Groups groups) {
-        return gamma == null ? rstdPerChannel
-                : rstdPerChannel.muli(gamma.castTo(groups.computeType()).reshape(1, -1, 1));
+    /** rstd * gamma_c per (example, channel), [N, C, 1] (a new array); rstd alone when there is no gamma. */
+    private static INDArray channelScale(INDArray rstd, INDArray gamma, Groups groups) {
+        INDArray perChannel = groups.perChannel(rstd);
+        return gamma == null ? perChannel : perChannel.muli(perChannelParameter(gamma, groups));
     }
 
-    /** x - mean over the present elements, [N, G, L] (a new array), and 1/sqrt(var + eps), [N, G, 1]. */
-    private static Statistics statistics(Groups groups, INDArray x, double eps) {
-        INDArray grouped = groups.rowsOf(x).reshape(groups.grouped());
-        INDArray centered = Nd4j.createUninitialized(groups.computeType(), groups.grouped());
-        Nd4j.exec(new SubOp(new INDArray[]{grouped, groups.shift(grouped)}, new INDArray[]{centered}));
+    /** A per-channel parameter as [1, C, 1] in the compute type. */
+    private static INDArray perChannelParameter(INDArray parameter, Groups groups) {
+        return parameter.castTo(groups.computeType()).reshape(1, -1, 1);
+    }
+
+    /**
+     * Fills {@code centered} ([N, G, L]) with x minus its group's mean over the present elements (0 at padding), and
+     * {@code stats} with each group's mean and 1/sqrt(var + eps).
+     *
+     * @param grouped x as [N, G, L], channels first, padding zeroed
+     */
+    private static void statistics(Groups groups, INDArray grouped, double eps, INDArray centered, Statistics stats) {
+        groups.shiftInto(grouped, stats.mean());
+        groups.center(grouped, stats.mean(), centered);
+        INDArray meanOfCentered = groups.perPresentElement(centered.sum(true, 2));
+        Nd4j.exec(new SubOp(centered, meanOfCentered, centered));
         if (groups.presence() != null) {
             centered.muli(groups.presence());
         }
-        centered.subi(centered.sum(true, 2).divi(groups.present()));
-        if (groups.presence() != null) {
-            centered.muli(groups.presence());
-        }
-        INDArray norm = centered.norm2(true, 2);
-        INDArray rstd = Transforms.pow(norm.muli(norm).divi(groups.present()).addi(eps), -0.5, false);
-        return new Statistics(centered, rstd);
+        stats.mean().addi(meanOfCentered);
+        Nd4j.exec(new SquaredNorm(centered, stats.rstd(), true, 2));
+        Nd4j.exec(new RSqrt(groups.perPresentElement(stats.rstd()).addi(eps), stats.rstd()));
     }
 
-    private record Statistics(INDArray centered, INDArray rstd) {
+    /**
+     * Whether forward's statistics can be kept for backward with the layer's input, as DL4J's BatchNorm keeps its
+     * own: where the input's workspace is open and outlives forward's working memory (DL4J's inference passes put
+     * both in one workspace), or where the input lives outside workspaces.
+     */
+    private static boolean keepsStatistics(LayerWorkspaceMgr workspaceMgr) {
+        if (workspaceMgr.isScopedOut(ArrayType.INPUT)) {
+            return true;
+        }
+        return workspaceMgr.hasConfiguration(ArrayType.INPUT) && workspaceMgr.isWorkspaceOpen(ArrayType.INPUT)
+                && (workspaceMgr.isScopedOut(ArrayType.FF_WORKING_MEM) || !workspaceMgr.getWorkspaceName(
+                        ArrayType.INPUT).equals(workspaceMgr.getWorkspaceName(ArrayType.FF_WORKING_MEM)));
     }
 
     /**
      * The shapes of one call and its mask: N examples, C channels in G groups, S positions; L = C/G * S elements per
      * group. "Rows" are [N, C, S], channels first.
+     *
+     * @param presence     1 where present and 0 at padding, [N, G, L], or null without a mask
+     * @param present      how many elements of each group are present, [N, 1, 1], or null without a mask (all are)
+     * @param firstPresent each example's first present position, or null without a mask
      */
     private record Groups(TensorLayout layout, long[] channelsFirstShape, int count, DataType computeType,
                           INDArray presence, INDArray present, int[] firstPresent) {
@@ -171,13 +226,12 @@ final class PortableEngine implements GroupNormEngine {
             for (int i = 0; i < shape.length; i++) {
                 channelsFirst[i] = shape[order[i]];
             }
-            DataType computeType = x.dataType() == DataType.DOUBLE ? DataType.DOUBLE : DataType.FLOAT;
+            DataType computeType = computeType(x);
             long examples = shape[0];
             long positions = layout.spatialSize(shape);
             long perGroup = channelsFirst[1] / call.groups() * positions;
             if (call.mask() == null) {
-                return new Groups(layout, channelsFirst, call.groups(), computeType, null,
-                        Nd4j.scalar(computeType, perGroup), null);
+                return new Groups(layout, channelsFirst, call.groups(), computeType, null, null, null);
             }
             // Mask: 0 is padding, any other value present. presence is [N, G, L]; present counts per example.
             INDArray positionPresent = call.mask().neq(0).castTo(computeType).reshape(examples, 1, positions);
@@ -189,6 +243,11 @@ final class PortableEngine implements GroupNormEngine {
             // all-padding example gets 0: its group is all zeros whatever the shift.
             int[] firstPresent = positionPresent.reshape(examples, positions).argMax(1).toIntVector();
             return new Groups(layout, channelsFirst, call.groups(), computeType, presence, present, firstPresent);
+        }
+
+        /** float64 input computes in float64, everything else in float32. */
+        static DataType computeType(INDArray x) {
+            return x.dataType() == DataType.DOUBLE ? DataType.DOUBLE : DataType.FLOAT;
         }
 
         long examples() {
@@ -244,25 +303,43 @@ final class PortableEngine implements GroupNormEngine {
             return out;
         }
 
-        /** One present sample per (example, group): the first element, or with a mask the first present one. */
-        INDArray shift(INDArray grouped) {
+        /** x as [N, G, L] in the compute type, channels first, padding zeroed: a view of x where it can be. */
+        INDArray grouped(INDArray x) {
+            return rowsOf(x).reshape(grouped());
+        }
+
+        /** Writes one present sample per (example, group) of {@code grouped} into {@code shift}, [N, G, 1]. */
+        void shiftInto(INDArray grouped, INDArray shift) {
             if (firstPresent == null) {
-                return grouped.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(0, 1)).dup();
+                shift.assign(grouped.get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(0, 1)));
+                return;
             }
-            INDArray shift = Nd4j.createUninitialized(computeType, examples(), count, 1);
             for (int n = 0; n < firstPresent.length; n++) {
                 shift.get(NDArrayIndex.point(n), NDArrayIndex.all(), NDArrayIndex.all()).assign(grouped.get(
                         NDArrayIndex.point(n), NDArrayIndex.all(), NDArrayIndex.interval(firstPresent[n],
                                 firstPresent[n] + 1)));
             }
-            return shift;
+        }
+
+        /** centered = grouped - perGroup ([N, G, 1]), and 0 at padded positions. */
+        void center(INDArray grouped, INDArray perGroup, INDArray centered) {
+            Nd4j.exec(new SubOp(grouped, perGroup, centered));
+            if (presence != null) {
+                centered.muli(presence);
+            }
+        }
+
+        /** Per-group sums ([N, G, 1]) divided in place by the number of present elements in each group. */
+        INDArray perPresentElement(INDArray sums) {
+            return present == null ? sums.divi(channels() / count * positions()) : sums.divi(present);
         }
 
         /** A per-(example, group) value repeated for each channel of the group, as [N, C, 1] (a new array). */
         INDArray perChannel(INDArray perGroup) {
             long perGroupChannels = channels() / count;
-            return perGroup.reshape(examples(), count, 1).broadcast(examples(), count, perGroupChannels)
-                    .reshape(examples(), channels(), 1);
+            INDArray spread = perGroup.reshape(examples(), count, 1).broadcast(examples(), count, perGroupChannels);
+            // With one channel per group ND4J's broadcast returns the array itself; callers write into the result.
+            return (perGroupChannels == 1 ? spread.dup() : spread).reshape(examples(), channels(), 1);
         }
 
         /** Writes [N, C, S] rows into the layer's array of the call's layout and type. */

@@ -4,7 +4,6 @@ import java.util.HashMap;
 import java.util.Map;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
-import org.groupnorm.dl4j.kernel.GroupStats;
 import org.groupnorm.dl4j.GroupNorm;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -21,7 +20,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * respect to y is exactly dy. (DL4J M2.1's stock SameDiff layer feeds dy through an external-errors function whose
  * gradient placeholder doubles every gradient; this graph has none.)
  */
-final class SameDiffEngine implements GroupNormEngine {
+final class SameDiffEngine implements GroupNormEngine<Void> {
 
     private static final String X = "x";
     private static final String GAMMA = "gamma";
@@ -34,17 +33,17 @@ final class SameDiffEngine implements GroupNormEngine {
     private GraphKey graphKey;
 
     @Override
-    public Forward forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
+    public Forward<Void> forward(GroupNormCall call, LayerWorkspaceMgr workspaceMgr) {
         requireNoActivation(call);
         INDArray y;
         try (MemoryWorkspace ignored = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
             y = graphFor(call).output(placeholders(call, null), Y).get(Y);
         }
-        return new Forward(workspaceMgr.dup(ArrayType.ACTIVATIONS, y), null);
+        return new Forward<>(workspaceMgr.dup(ArrayType.ACTIVATIONS, y), null);
     }
 
     @Override
-    public INDArray backward(GroupNormCall call, GroupStats forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
+    public INDArray backward(GroupNormCall call, Void forwardStats, INDArray dy, INDArray dGamma, INDArray dBeta,
                              LayerWorkspaceMgr workspaceMgr) {
         requireNoActivation(call);
         Map<String, INDArray> gradients;

@@ -2,6 +2,7 @@ package org.groupnorm.dl4j.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.lang.ref.Reference;
 import java.nio.Buffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -94,6 +95,10 @@ class KernelLoopsTest {
                 assertEquals(0.0, outArray.getDouble(from == 0 ? size - 1 : from - 1), where + ": wrote before it");
             }
         }
+        // The views do not keep the arrays' memory alive.
+        Reference.reachabilityFence(xArray);
+        Reference.reachabilityFence(dyArray);
+        Reference.reachabilityFence(outArray);
     }
 
     /**
@@ -107,7 +112,7 @@ class KernelLoopsTest {
         int size = 1000;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray xArray = Nd4j.createFromArray(x);
         INDArray dyArray = Nd4j.createFromArray(dy);
         B xs = loops.view(xArray);
         B dys = loops.view(dyArray);
@@ -136,6 +141,10 @@ class KernelLoopsTest {
                 }
             }
         }
+        // The views do not keep the arrays' memory alive.
+        Reference.reachabilityFence(xArray);
+        Reference.reachabilityFence(dyArray);
+        Reference.reachabilityFence(outArray);
     }
 
     /**
@@ -150,7 +159,7 @@ class KernelLoopsTest {
         int size = 40_010;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray xArray = Nd4j.createFromArray(x);
         INDArray dyArray = Nd4j.createFromArray(dy);
         B xs = loops.view(xArray);
         B dys = loops.view(dyArray);
@@ -188,6 +197,10 @@ class KernelLoopsTest {
                 }
             }
         }
+        // The views do not keep the arrays' memory alive.
+        Reference.reachabilityFence(xArray);
+        Reference.reachabilityFence(dyArray);
+        Reference.reachabilityFence(outArray);
     }
 
     /**
@@ -203,7 +216,7 @@ class KernelLoopsTest {
         int size = (rows + 1) * stride;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);   // held: the views do not keep the arrays' memory alive
+        INDArray xArray = Nd4j.createFromArray(x);
         INDArray dyArray = Nd4j.createFromArray(dy);
         B xs = loops.view(xArray);
         B dys = loops.view(dyArray);
@@ -250,6 +263,10 @@ class KernelLoopsTest {
                         (i, c) -> scale[c] * (double) dy[i] + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
             }
         }
+        // The views do not keep the arrays' memory alive.
+        Reference.reachabilityFence(xArray);
+        Reference.reachabilityFence(dyArray);
+        Reference.reachabilityFence(outArray);
     }
 
     /** Every element of the rows holds the expected value, and every element outside them is untouched (0). */
