@@ -148,6 +148,50 @@ class KernelLoopsTest {
     }
 
     /**
+     * The sigmoid-based activations (SIGMOID, SWISH) compute exp in their own loops: far into both tails, where float
+     * exp overflows or underflows, they still give the activation and its derivative to float precision, and NaN
+     * stays NaN.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void sigmoidActivationsHoldOverTheWholeRange(String name, FloatLoops<B> loops) {
+        int size = 803;
+        float[] x = new float[size];
+        float[] dy = new float[size];
+        for (int i = 0; i < size; i++) {
+            x[i] = -200f + i * 0.5f;   // pre-activations -200 .. 201, through the clamps at -87.3 and 88.7
+            dy[i] = 1f + (i % 7) * 0.25f;
+        }
+        x[5] = Float.NaN;          // inside the whole vectors
+        x[size - 1] = Float.NaN;   // past them
+        INDArray xArray = Nd4j.createFromArray(x);
+        INDArray dyArray = Nd4j.createFromArray(dy);
+        INDArray outArray = Nd4j.createFromArray(new float[size]);
+        B xs = loops.view(xArray);
+        B dys = loops.view(dyArray);
+        B out = loops.view(outArray);
+        for (FusedActivation.Kind kind : List.of(FusedActivation.Kind.SIGMOID, FusedActivation.Kind.SWISH)) {
+            FusedActivation activation = new FusedActivation(kind, 0);
+            loops.normalize(xs, out, 0, size, 0f, 1f, 0f, activation);
+            for (int i = 0; i < size; i++) {
+                double expected = activation.apply(x[i]);
+                assertEquals(expected, outArray.getDouble(i), 2e-7 * scaleOf(expected),
+                        name + " " + kind + " at " + x[i]);   // NaN equals NaN here
+            }
+            loops.activationGradient(xs, dys, out, 0, size, 0f, 1f, 0f, activation);
+            for (int i = 0; i < size; i++) {
+                double expected = activation.derivative(x[i]) * dy[i];
+                assertEquals(expected, outArray.getDouble(i), 1e-6 * scaleOf(expected),
+                        name + " " + kind + " gradient at " + x[i]);
+            }
+        }
+        // The views do not keep the arrays' memory alive.
+        Reference.reachabilityFence(xArray);
+        Reference.reachabilityFence(dyArray);
+        Reference.reachabilityFence(outArray);
+    }
+
+    /**
      * The backward loops of a fused ReLU/LeakyReLU, which gate dy by the sign of the pre-activation on the fly: the
      * sums of g and g * (x - mean) and the input gradient of g, against double arithmetic with the derivative of
      * {@link FusedActivation}. Values straddle 0 so both sides of every gate are taken.
@@ -283,6 +327,11 @@ class KernelLoopsTest {
     /** The double-arithmetic value at element i, column c. */
     private interface Expected {
         double at(int i, int c);
+    }
+
+    /** max(1, |value|), and 1 for NaN. */
+    private static double scaleOf(double value) {
+        return Double.isNaN(value) ? 1 : Math.max(1, Math.abs(value));
     }
 
     private static float[] values(Random random, int size, double mean, double std) {
