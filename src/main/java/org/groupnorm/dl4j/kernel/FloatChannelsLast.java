@@ -21,8 +21,12 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  */
 final class FloatChannelsLast {
 
-    /** A block's size that stays in a core's L2 cache between passes (256 KiB of floats). */
-    private static final int CACHED_BLOCK_FLOATS = 64 * 1024;
+    /**
+     * The most floats a block spans (1 MiB), so that it is still in cache for its second pass. Wider blocks mean
+     * longer rows per loop call: 1 MiB measured 0.84-0.96 ms forward+backward at 8x64x56x56 where 256 KiB blocks
+     * (16 of the 64 channels) took 1.01-1.18 ms; 2x256x56x56 the same either way.
+     */
+    private static final int CACHED_BLOCK_FLOATS = 256 * 1024;
     /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
     private static final int MIN_WIDTH = 16;
 
