@@ -76,63 +76,66 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     @Override
     public void gradientSums(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, Sums sums) {
-        Blocks b = BLOCKS.get();
-        sums.clear();
-        int blocks = 0;
-        for (int start = from; start < from + length; start += BLOCK) {
-            int count = Math.min(BLOCK, from + length - start);
-            x.get(start, b.x, 0, count);
-            dy.get(start, b.dy, 0, count);
-            addGradientSums(b.x, b.dy, b.lanesA, b.lanesB, count, mean);
-            if (++blocks % BLOCKS_PER_FLUSH == 0) {
-                b.flushInto(sums);
-            }
-        }
-        b.flushInto(sums);
+        sumsOfGradient(x, dy, from, length, mean, null, sums);
     }
 
     @Override
     public void inputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length, float mean,
                               float dyCoefficient, float xCoefficient, float constant) {
-        Blocks b = BLOCKS.get();
-        for (int start = from; start < from + length; start += BLOCK) {
-            int count = Math.min(BLOCK, from + length - start);
-            x.get(start, b.x, 0, count);
-            dy.get(start, b.dy, 0, count);
-            inputGradient(b.x, b.dy, b.out, count, mean, dyCoefficient, xCoefficient, constant);
-            dx.put(start, b.out, 0, count);
-        }
+        inputGradientOf(x, dy, dx, from, length, mean, null, dyCoefficient, xCoefficient, constant);
     }
 
     @Override
     public void gatedGradientSums(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, float scale,
                                   float offset, float negativeSlope, Sums sums) {
-        Blocks b = BLOCKS.get();
-        sums.clear();
-        int blocks = 0;
-        for (int start = from; start < from + length; start += BLOCK) {
-            int count = Math.min(BLOCK, from + length - start);
-            x.get(start, b.x, 0, count);
-            dy.get(start, b.dy, 0, count);
-            gate(b.x, b.dy, b.out, count, mean, scale, offset, negativeSlope);
-            addGradientSums(b.x, b.dy, b.lanesA, b.lanesB, count, mean);
-            if (++blocks % BLOCKS_PER_FLUSH == 0) {
-                b.flushInto(sums);
-            }
-        }
-        b.flushInto(sums);
+        sumsOfGradient(x, dy, from, length, mean, new Gate(scale, offset, negativeSlope), sums);
     }
 
     @Override
     public void gatedInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length, float mean,
                                    float scale, float offset, float negativeSlope, float dyCoefficient,
                                    float xCoefficient, float constant) {
+        inputGradientOf(x, dy, dx, from, length, mean, new Gate(scale, offset, negativeSlope), dyCoefficient,
+                xCoefficient, constant);
+    }
+
+    /** A fused ReLU/LeakyReLU's gate: the pre-activation's coefficients and the slope at or below 0. */
+    private record Gate(float scale, float offset, float negativeSlope) {
+    }
+
+    /** {@link #gradientSums} of dy, or of dy through {@code gate} when there is one. */
+    private static void sumsOfGradient(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, Gate gate,
+                                       Sums sums) {
+        Blocks b = BLOCKS.get();
+        sums.clear();
+        int blocks = 0;
+        for (int start = from; start < from + length; start += BLOCK) {
+            int count = Math.min(BLOCK, from + length - start);
+            x.get(start, b.x, 0, count);
+            dy.get(start, b.dy, 0, count);
+            if (gate != null) {
+                gate(b.x, b.dy, b.out, count, mean, gate);
+            }
+            addGradientSums(b.x, b.dy, b.lanesA, b.lanesB, count, mean);
+            if (++blocks % BLOCKS_PER_FLUSH == 0) {
+                b.flushInto(sums);
+            }
+        }
+        b.flushInto(sums);
+    }
+
+    /** {@link #inputGradient} of dy, or of dy through {@code gate} when there is one. */
+    private static void inputGradientOf(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length,
+                                        float mean, Gate gate, float dyCoefficient, float xCoefficient,
+                                        float constant) {
         Blocks b = BLOCKS.get();
         for (int start = from; start < from + length; start += BLOCK) {
             int count = Math.min(BLOCK, from + length - start);
             x.get(start, b.x, 0, count);
             dy.get(start, b.dy, 0, count);
-            gate(b.x, b.dy, b.out, count, mean, scale, offset, negativeSlope);
+            if (gate != null) {
+                gate(b.x, b.dy, b.out, count, mean, gate);
+            }
             inputGradient(b.x, b.dy, b.out, count, mean, dyCoefficient, xCoefficient, constant);
             dx.put(start, b.out, 0, count);
         }
@@ -264,11 +267,10 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     }
 
     /** dy, in place, through a ReLU/LeakyReLU at the pre-activation forward computed (into {@code pre}). */
-    private static void gate(float[] x, float[] dy, float[] pre, int length, float mean, float scale, float offset,
-                             float negativeSlope) {
-        normalize(x, pre, length, mean, scale, offset);
+    private static void gate(float[] x, float[] dy, float[] pre, int length, float mean, Gate gate) {
+        normalize(x, pre, length, mean, gate.scale(), gate.offset());
         for (int i = 0; i < length; i++) {
-            dy[i] = pre[i] > 0 ? dy[i] : negativeSlope * dy[i];
+            dy[i] = pre[i] > 0 ? dy[i] : gate.negativeSlope() * dy[i];
         }
     }
 

@@ -51,12 +51,11 @@ class KernelLoopsTest {
         int size = 40_010;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);
-        INDArray dyArray = Nd4j.createFromArray(dy);
-        INDArray outArray = Nd4j.createFromArray(new float[size]);
-        B xs = loops.view(xArray);
-        B dys = loops.view(dyArray);
-        B out = loops.view(outArray);
+        Views<B> views = Views.of(loops, x, dy);
+        B xs = views.x();
+        B dys = views.dy();
+        B out = views.out();
+        INDArray outArray = views.outArray();
         FloatLoops.Sums sums = new FloatLoops.Sums();
         float scale = 0.7f;
         float offset = -0.3f;
@@ -95,10 +94,7 @@ class KernelLoopsTest {
                 assertEquals(0.0, outArray.getDouble(from == 0 ? size - 1 : from - 1), where + ": wrote before it");
             }
         }
-        // The views do not keep the arrays' memory alive.
-        Reference.reachabilityFence(xArray);
-        Reference.reachabilityFence(dyArray);
-        Reference.reachabilityFence(outArray);
+        Reference.reachabilityFence(views);
     }
 
     /**
@@ -112,12 +108,11 @@ class KernelLoopsTest {
         int size = 1000;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);
-        INDArray dyArray = Nd4j.createFromArray(dy);
-        B xs = loops.view(xArray);
-        B dys = loops.view(dyArray);
-        INDArray outArray = Nd4j.createFromArray(new float[size]);
-        B out = loops.view(outArray);
+        Views<B> views = Views.of(loops, x, dy);
+        B xs = views.x();
+        B dys = views.dy();
+        B out = views.out();
+        INDArray outArray = views.outArray();
         float scale = 1.7f;
         float offset = 0.2f;
         for (FusedActivation.Kind kind : FusedActivation.Kind.values()) {
@@ -141,10 +136,7 @@ class KernelLoopsTest {
                 }
             }
         }
-        // The views do not keep the arrays' memory alive.
-        Reference.reachabilityFence(xArray);
-        Reference.reachabilityFence(dyArray);
-        Reference.reachabilityFence(outArray);
+        Reference.reachabilityFence(views);
     }
 
     /**
@@ -164,12 +156,11 @@ class KernelLoopsTest {
         }
         x[5] = Float.NaN;          // inside the whole vectors
         x[size - 1] = Float.NaN;   // past them
-        INDArray xArray = Nd4j.createFromArray(x);
-        INDArray dyArray = Nd4j.createFromArray(dy);
-        INDArray outArray = Nd4j.createFromArray(new float[size]);
-        B xs = loops.view(xArray);
-        B dys = loops.view(dyArray);
-        B out = loops.view(outArray);
+        Views<B> views = Views.of(loops, x, dy);
+        B xs = views.x();
+        B dys = views.dy();
+        B out = views.out();
+        INDArray outArray = views.outArray();
         for (FusedActivation.Kind kind : List.of(FusedActivation.Kind.SIGMOID, FusedActivation.Kind.SWISH)) {
             FusedActivation activation = new FusedActivation(kind, 0);
             loops.normalize(xs, out, 0, size, 0f, 1f, 0f, activation);
@@ -185,10 +176,7 @@ class KernelLoopsTest {
                         name + " " + kind + " gradient at " + x[i]);
             }
         }
-        // The views do not keep the arrays' memory alive.
-        Reference.reachabilityFence(xArray);
-        Reference.reachabilityFence(dyArray);
-        Reference.reachabilityFence(outArray);
+        Reference.reachabilityFence(views);
     }
 
     /**
@@ -203,12 +191,11 @@ class KernelLoopsTest {
         int size = 40_010;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);
-        INDArray dyArray = Nd4j.createFromArray(dy);
-        B xs = loops.view(xArray);
-        B dys = loops.view(dyArray);
-        INDArray outArray = Nd4j.createFromArray(new float[size]);
-        B out = loops.view(outArray);
+        Views<B> views = Views.of(loops, x, dy);
+        B xs = views.x();
+        B dys = views.dy();
+        B out = views.out();
+        INDArray outArray = views.outArray();
         FloatLoops.Sums sums = new FloatLoops.Sums();
         float scale = 1.7f;
         float offset = 0.2f;
@@ -241,10 +228,7 @@ class KernelLoopsTest {
                 }
             }
         }
-        // The views do not keep the arrays' memory alive.
-        Reference.reachabilityFence(xArray);
-        Reference.reachabilityFence(dyArray);
-        Reference.reachabilityFence(outArray);
+        Reference.reachabilityFence(views);
     }
 
     /**
@@ -260,12 +244,11 @@ class KernelLoopsTest {
         int size = (rows + 1) * stride;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
-        INDArray xArray = Nd4j.createFromArray(x);
-        INDArray dyArray = Nd4j.createFromArray(dy);
-        B xs = loops.view(xArray);
-        B dys = loops.view(dyArray);
-        INDArray outArray = Nd4j.createFromArray(new float[size]);
-        B out = loops.view(outArray);
+        Views<B> views = Views.of(loops, x, dy);
+        B xs = views.x();
+        B dys = views.dy();
+        B out = views.out();
+        INDArray outArray = views.outArray();
         for (int width : new int[]{1, 7, 16, 33, 64}) {
             for (int from : new int[]{0, 5}) {
                 String where = name + ", width " + width + " from " + from;
@@ -307,10 +290,7 @@ class KernelLoopsTest {
                         (i, c) -> scale[c] * (double) dy[i] + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
             }
         }
-        // The views do not keep the arrays' memory alive.
-        Reference.reachabilityFence(xArray);
-        Reference.reachabilityFence(dyArray);
-        Reference.reachabilityFence(outArray);
+        Reference.reachabilityFence(views);
     }
 
     /** Every element of the rows holds the expected value, and every element outside them is untouched (0). */
@@ -327,6 +307,20 @@ class KernelLoopsTest {
     /** The double-arithmetic value at element i, column c. */
     private interface Expected {
         double at(int i, int c);
+    }
+
+    /**
+     * x, dy and an output array of their size, and the loops' views of them. The views do not keep the arrays'
+     * memory alive: a test holds the record until its last loop call ({@link Reference#reachabilityFence}).
+     */
+    private record Views<B extends Buffer>(INDArray xArray, INDArray dyArray, INDArray outArray, B x, B dy, B out) {
+        static <B extends Buffer> Views<B> of(FloatLoops<B> loops, float[] x, float[] dy) {
+            INDArray xArray = Nd4j.createFromArray(x);
+            INDArray dyArray = Nd4j.createFromArray(dy);
+            INDArray outArray = Nd4j.createFromArray(new float[x.length]);
+            return new Views<>(xArray, dyArray, outArray, loops.view(xArray), loops.view(dyArray),
+                    loops.view(outArray));
+        }
     }
 
     /** max(1, |value|), and 1 for NaN. */
