@@ -162,10 +162,10 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         return gradient;
     }
 
-    /** rstd * gamma_c per (example, channel), [N, C, 1] (a new array); rstd alone when there is no gamma. */
+    /** rstd * gamma_c per (example, channel), [N, C, 1], read only; rstd alone when there is no gamma. */
     private static INDArray channelScale(INDArray rstd, INDArray gamma, Groups groups) {
         INDArray perChannel = groups.perChannel(rstd);
-        return gamma == null ? perChannel : perChannel.muli(perChannelParameter(gamma, groups));
+        return gamma == null ? perChannel : perChannel.mul(perChannelParameter(gamma, groups));
     }
 
     /** A per-channel parameter as [1, C, 1] in the compute type. */
@@ -334,12 +334,14 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             return present == null ? sums.divi(channels() / count * positions()) : sums.divi(present);
         }
 
-        /** A per-(example, group) value repeated for each channel of the group, as [N, C, 1] (a new array). */
+        /**
+         * A per-(example, group) value repeated for each channel of the group, as [N, C, 1]: read only, since with one
+         * channel per group ND4J's broadcast returns the array itself.
+         */
         INDArray perChannel(INDArray perGroup) {
             long perGroupChannels = channels() / count;
-            INDArray spread = perGroup.reshape(examples(), count, 1).broadcast(examples(), count, perGroupChannels);
-            // With one channel per group ND4J's broadcast returns the array itself; callers write into the result.
-            return (perGroupChannels == 1 ? spread.dup() : spread).reshape(examples(), channels(), 1);
+            return perGroup.reshape(examples(), count, 1).broadcast(examples(), count, perGroupChannels)
+                    .reshape(examples(), channels(), 1);
         }
 
         /** Writes [N, C, S] rows into the layer's array of the call's layout and type. */
