@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 import org.deeplearning4j.nn.conf.CNN2DFormat;
 import org.deeplearning4j.nn.conf.MultiLayerConfiguration;
@@ -30,8 +31,8 @@ import org.nd4j.linalg.lossfunctions.LossFunctions;
 
 /**
  * An activation set on the GroupNorm Builder computes exactly GroupNorm followed by DL4J's own ActivationLayer with
- * that activation (outputs and every gradient, float32 as networks run it), on the kernel (fused loops: channels
- * first on the SIMD path, channels last on the general path) and on the portable engine; and a configuration only
+ * that activation (outputs and every gradient, float32 as networks run it), on the kernel (fused loops on the float32
+ * SIMD paths of both layouts) and on the portable engine; and a configuration only
  * gets an activation from its own Builder, never from the network default or from files saved before activations.
  */
 class FusedActivationTest {
@@ -53,19 +54,24 @@ class FusedActivationTest {
         separate.setParams(fused.params());
         TestNetworks.useEngine(fused, engine);
         TestNetworks.useEngine(separate, engine);
-        // 16x16 positions: float32 channels-first input takes the kernel's SIMD path.
-        long[] shape = format == CNN2DFormat.NCHW ? new long[]{3, 2, 18, 18} : new long[]{3, 18, 18, 2};
-        INDArray input = Nd4j.randn(DataType.FLOAT, shape).muli(2);
-        INDArray labels = Nd4j.eye(3).castTo(DataType.FLOAT);
-        String where = activation + " " + format + " " + engine;
-        assertClose(separate.output(input), fused.output(input), 1e-5, where + ": output");
-        fused.setInput(input);
-        fused.setLabels(labels);
-        separate.setInput(input);
-        separate.setLabels(labels);
-        fused.computeGradientAndScore();
-        separate.computeGradientAndScore();
-        assertClose(separate.gradient().gradient(), fused.gradient().gradient(), 1e-5, where + ": gradients");
+        // 16x16 positions: float32 channels-first input takes the kernel's SIMD path. Channels last, 3 examples are
+        // normalized in blocks of whole examples; 1 example is split into blocks of some of its groups (strided rows)
+        // when there is more than one thread.
+        for (int examples : new int[]{3, 1}) {
+            long[] shape = format == CNN2DFormat.NCHW ? new long[]{examples, 2, 18, 18}
+                    : new long[]{examples, 18, 18, 2};
+            INDArray input = Nd4j.randn(DataType.FLOAT, shape).muli(2);
+            INDArray labels = Nd4j.eye(3).castTo(DataType.FLOAT).getRows(IntStream.range(0, examples).toArray());
+            String where = activation + " " + format + " " + engine + " " + examples + " examples";
+            assertClose(separate.output(input), fused.output(input), 1e-5, where + ": output");
+            fused.setInput(input);
+            fused.setLabels(labels);
+            separate.setInput(input);
+            separate.setLabels(labels);
+            fused.computeGradientAndScore();
+            separate.computeGradientAndScore();
+            assertClose(separate.gradient().gradient(), fused.gradient().gradient(), 1e-5, where + ": gradients");
+        }
     }
 
     @Test
@@ -123,11 +129,14 @@ class FusedActivationTest {
         return net;
     }
 
-    /** conv 3x3 (TANH) -> GroupNorm -> [activation layer] -> softmax output, float32. */
+    /**
+     * conv 3x3 (TANH, 40 channels: blocks of 2 of the 4 groups are 20 channels wide, a SIMD step and a tail) ->
+     * GroupNorm -> [activation layer] -> softmax output, float32.
+     */
     private static MultiLayerNetwork network(CNN2DFormat format, GroupNormalization gn, ActivationLayer activation) {
         NeuralNetConfiguration.ListBuilder list = new NeuralNetConfiguration.Builder().seed(3)
                 .dataType(DataType.FLOAT).updater(new Sgd(0.1)).list()
-                .layer(new ConvolutionLayer.Builder(3, 3).nOut(8).activation(Activation.TANH).dataFormat(format)
+                .layer(new ConvolutionLayer.Builder(3, 3).nOut(40).activation(Activation.TANH).dataFormat(format)
                         .build())
                 .layer(gn);
         if (activation != null) {

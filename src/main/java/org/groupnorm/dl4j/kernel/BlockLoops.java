@@ -162,18 +162,21 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     @Override
     public void rowNormalize(FloatBuffer x, FloatBuffer y, int from, int stride, int rows, int width, float[] anchor,
-                             float[] scale, float[] offset) {
+                             float[] scale, float[] offset, RowGate gate) {
         float[] row = BLOCKS.get().row(width);
         for (int r = 0; r < rows; r++) {
             x.get(from + r * stride, row, 0, width);
             normalizeRow(row, anchor, scale, offset, width);
+            if (gate != null) {
+                gateValues(row, gate.negativeSlope(), width);
+            }
             y.put(from + r * stride, row, 0, width);
         }
     }
 
     @Override
     public void rowGradientSums(FloatBuffer x, FloatBuffer dy, int from, int stride, int rows, int width,
-                                float[] anchor, float[] sums, float[] products) {
+                                float[] anchor, RowGate gate, float[] sums, float[] products) {
         Blocks b = BLOCKS.get();
         float[] row = b.row(width);
         float[] gradRow = b.gradRow(width);
@@ -184,6 +187,9 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         for (int r = 0; r < rows; r++) {
             x.get(from + r * stride, row, 0, width);
             dy.get(from + r * stride, gradRow, 0, width);
+            if (gate != null) {
+                gateRow(row, gradRow, anchor, gate, b.preRow(width), width);
+            }
             addRowGradientSums(row, gradRow, anchor, partialSums, partialProducts, width);
             if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
                 moveInto(partialSums, sums, width);
@@ -194,13 +200,17 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     @Override
     public void rowInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int stride, int rows,
-                                 int width, float[] anchor, float[] dyScale, float[] xScale, float[] constant) {
+                                 int width, float[] anchor, RowGate gate, float[] dyScale, float[] xScale,
+                                 float[] constant) {
         Blocks b = BLOCKS.get();
         float[] row = b.row(width);
         float[] gradRow = b.gradRow(width);
         for (int r = 0; r < rows; r++) {
             x.get(from + r * stride, row, 0, width);
             dy.get(from + r * stride, gradRow, 0, width);
+            if (gate != null) {
+                gateRow(row, gradRow, anchor, gate, b.preRow(width), width);
+            }
             inputGradientRow(row, gradRow, anchor, dyScale, xScale, constant, width);
             dx.put(from + r * stride, row, 0, width);
         }
@@ -225,6 +235,26 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     private static void normalizeRow(float[] x, float[] anchor, float[] scale, float[] offset, int width) {
         for (int c = 0; c < width; c++) {
             x[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
+        }
+    }
+
+    /** A ReLU/LeakyReLU applied to values in place. */
+    private static void gateValues(float[] values, float negativeSlope, int width) {
+        for (int c = 0; c < width; c++) {
+            values[c] = values[c] <= 0 ? negativeSlope * values[c] : values[c];
+        }
+    }
+
+    /** dy (the row buffer), in place, through the gate at the row's pre-activation (computed into {@code pre}). */
+    private static void gateRow(float[] x, float[] dy, float[] anchor, RowGate gate, float[] pre, int width) {
+        float[] scale = gate.scale();
+        float[] offset = gate.offset();
+        float negativeSlope = gate.negativeSlope();
+        for (int c = 0; c < width; c++) {
+            pre[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
+        }
+        for (int c = 0; c < width; c++) {
+            dy[c] = pre[c] > 0 ? dy[c] : negativeSlope * dy[c];
         }
     }
 
@@ -290,6 +320,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         final float[] lanesB = new float[BLOCK];
         private float[] row = new float[0];
         private float[] gradRow = new float[0];
+        private float[] preRow = new float[0];
         private float[] partialSums = new float[0];
         private float[] partialProducts = new float[0];
 
@@ -300,6 +331,10 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
         float[] gradRow(int width) {
             return gradRow = atLeast(gradRow, width);
+        }
+
+        float[] preRow(int width) {
+            return preRow = atLeast(preRow, width);
         }
 
         /** Column partial sums, zero between uses. */

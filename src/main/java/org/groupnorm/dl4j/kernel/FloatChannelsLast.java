@@ -18,6 +18,13 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * least as many examples as threads). The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
  * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
  * elementwise formulas are {@link Coefficients}'.
+ *
+ * <p>A fused ReLU or LeakyReLU is applied inside the row loops ({@link FloatLoops.RowGate}: backward recomputes the
+ * gate from x with forward's coefficients). A smooth activation (SIGMOID, TANH, SWISH) runs on the block's memory as
+ * contiguous runs (the whole block when it spans all channels, else one run per position) through the channels-first
+ * path's run loops with the coefficients of the identity ({@code (v - 0) * 1 + 0 = v} exactly): forward applies it in
+ * place to the normalized block; backward writes the pre-activation into dx and turns it there into the gradient
+ * through the activation, which then stands in for dy. That costs two more passes over the block, still in cache.
  */
 final class FloatChannelsLast {
 
@@ -35,29 +42,27 @@ final class FloatChannelsLast {
     private FloatChannelsLast() {
     }
 
-    /**
-     * Whether this path handles the call: float32, channels last, no mask, no fused activation (GroupNorm followed by
-     * an activation takes the general path in this layout).
-     */
-    static boolean applies(INDArray x, TensorLayout layout, INDArray mask, FusedActivation activation) {
-        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null && activation.isIdentity();
+    /** Whether this path handles the call: float32, channels last, no mask. */
+    static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
+        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null;
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
-                                           double[] beta, double eps, GroupStats stats) {
+                                           double[] beta, double eps, FusedActivation activation, GroupStats stats) {
         B in = loops.view(x);
         B out = loops.view(y);
-        forEachBlock(geo, (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, stats));
+        forEachBlock(geo, (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, activation,
+                stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
-                                            double[] gamma, GroupStats stats, double[] sumDy,
-                                            double[] sumDyCentered) {
+                                            double[] gamma, double[] beta, FusedActivation activation,
+                                            GroupStats stats, double[] sumDy, double[] sumDyCentered) {
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
-        forEachBlock(geo, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, stats,
-                sumDy, sumDyCentered));
+        forEachBlock(geo, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, beta,
+                activation, stats, sumDy, sumDyCentered));
     }
 
     /** Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel. */
@@ -76,6 +81,25 @@ final class FloatChannelsLast {
     }
 
     /**
+     * Runs {@code body} on the memory of a block ({@code width} channels from {@code start}, at every position) as
+     * contiguous runs: one when the block spans all channels, else one per position.
+     */
+    private static void forEachRun(Geometry geo, int start, int width, RunBody body) {
+        if (width == geo.channels) {
+            body.run(start, geo.positions * width);
+        } else {
+            for (int p = 0; p < geo.positions; p++) {
+                body.run(start + p * geo.channels, width);
+            }
+        }
+    }
+
+    /** The work on one contiguous run [from, from + length). */
+    private interface RunBody {
+        void run(int from, int length);
+    }
+
+    /**
      * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
      * floats) stays in a core's cache between its passes, but at least {@value #MIN_WIDTH} channels wide when the
      * example has them, so that the row loops run on whole vectors.
@@ -88,10 +112,10 @@ final class FloatChannelsLast {
         return Math.max(1, Math.min(forThreads, forCache));
     }
 
-    /** Normalizes groups [g0, g1) of example n and records their statistics. */
+    /** Normalizes groups [g0, g1) of example n, applies the activation, and records their statistics. */
     private static <B extends Buffer> void forwardBlock(FloatLoops<B> loops, B in, B out, int n, int g0, int g1,
                                                         Geometry geo, double[] gamma, double[] beta, double eps,
-                                                        GroupStats stats) {
+                                                        FusedActivation activation, GroupStats stats) {
         int c0 = g0 * geo.perGroup;
         int width = (g1 - g0) * geo.perGroup;
         int start = geo.exampleStart(n) + c0;
@@ -139,16 +163,24 @@ final class FloatChannelsLast {
         }
         float[] scales = narrowed(Scratch.FloatSlot.SCALE, scale, c0, width);
         float[] offsets = narrowed(Scratch.FloatSlot.OFFSET, offset, c0, width);
-        loops.rowNormalize(in, out, start, geo.channels, geo.positions, width, anchors, scales, offsets);
+        FloatLoops.RowGate gate = activation.isPiecewiseLinear()
+                ? new FloatLoops.RowGate(scales, offsets, activation.negativeSlope()) : null;
+        loops.rowNormalize(in, out, start, geo.channels, geo.positions, width, anchors, scales, offsets, gate);
+        if (!activation.isIdentity() && !activation.isPiecewiseLinear()) {
+            forEachRun(geo, start, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f, 0f,
+                    activation));
+        }
     }
 
     /**
      * dx for groups [g0, g1) of example n from dy and forward's statistics; stores their per-channel sums of dy and
-     * of dy * (x - mean) at [n * C + c] for the parameter gradients.
+     * of dy * (x - mean) at [n * C + c] for the parameter gradients (of the gradient through the activation, when
+     * there is one, in place of dy).
      */
     private static <B extends Buffer> void backwardBlock(FloatLoops<B> loops, B in, B gradOut, B gradIn, int n,
-                                                         int g0, int g1, Geometry geo, double[] gamma,
-                                                         GroupStats stats, double[] sumDy, double[] sumDyCentered) {
+                                                         int g0, int g1, Geometry geo, double[] gamma, double[] beta,
+                                                         FusedActivation activation, GroupStats stats, double[] sumDy,
+                                                         double[] sumDyCentered) {
         int c0 = g0 * geo.perGroup;
         int width = (g1 - g0) * geo.perGroup;
         int start = geo.exampleStart(n) + c0;
@@ -158,14 +190,28 @@ final class FloatChannelsLast {
             Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
                     Coefficients.anchor(stats.mean[n * geo.groups + g]));
         }
+        FloatLoops.RowGate gate = null;
+        B gradient = gradOut;
+        if (!activation.isIdentity()) {
+            float[] scales = Scratch.floats(Scratch.FloatSlot.SCALE, width);
+            float[] offsets = Scratch.floats(Scratch.FloatSlot.OFFSET, width);
+            forwardCoefficients(n, g0, g1, geo, gamma, beta, stats, scales, offsets);
+            if (activation.isPiecewiseLinear()) {
+                gate = new FloatLoops.RowGate(scales, offsets, activation.negativeSlope());
+            } else {
+                smoothActivationGradient(loops, in, gradOut, gradIn, start, width, geo, anchors, scales, offsets,
+                        activation);
+                gradient = gradIn;
+            }
+        }
         float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
         float[] blockProducts = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
         Arrays.fill(sumDy, sumsBase + c0, sumsBase + c0 + width, 0);
         Arrays.fill(sumDyCentered, sumsBase + c0, sumsBase + c0 + width, 0);
         for (int row = 0; row < geo.positions; row += FloatLoops.ROWS_PER_SUM) {
             int rows = Math.min(FloatLoops.ROWS_PER_SUM, geo.positions - row);
-            loops.rowGradientSums(in, gradOut, start + row * geo.channels, geo.channels, rows, width, anchors,
-                    blockSums, blockProducts);
+            loops.rowGradientSums(in, gradient, start + row * geo.channels, geo.channels, rows, width, anchors,
+                    gate, blockSums, blockProducts);
             for (int c = 0; c < width; c++) {
                 sumDy[sumsBase + c0 + c] += blockSums[c];
                 sumDyCentered[sumsBase + c0 + c] += blockProducts[c];
@@ -179,11 +225,44 @@ final class FloatChannelsLast {
             Coefficients.backward(stats.mean[unit], stats.rstd[unit], geo.slabSize, gamma, g * geo.perGroup,
                     (g + 1) * geo.perGroup, sumDy, sumDyCentered, sumsBase, dyScale, xScale, constant);
         }
-        float[] dyScales = narrowed(Scratch.FloatSlot.SCALE, dyScale, c0, width);
+        float[] dyScales = narrowed(Scratch.FloatSlot.DY_SCALE, dyScale, c0, width);
         float[] xScales = narrowed(Scratch.FloatSlot.X_SCALE, xScale, c0, width);
         float[] constants = narrowed(Scratch.FloatSlot.CONSTANT, constant, c0, width);
-        loops.rowInputGradient(in, gradOut, gradIn, start, geo.channels, geo.positions, width, anchors, dyScales,
-                xScales, constants);
+        loops.rowInputGradient(in, gradient, gradIn, start, geo.channels, geo.positions, width, anchors, gate,
+                dyScales, xScales, constants);
+    }
+
+    /**
+     * Forward's per-column coefficients of groups [g0, g1) of example n from its statistics, into {@code scales} and
+     * {@code offsets} from index 0 (the block's first column), for backward to recompute the pre-activation.
+     */
+    private static void forwardCoefficients(int n, int g0, int g1, Geometry geo, double[] gamma, double[] beta,
+                                            GroupStats stats, float[] scales, float[] offsets) {
+        double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
+        double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
+        int c0 = g0 * geo.perGroup;
+        for (int g = g0; g < g1; g++) {
+            int unit = n * geo.groups + g;
+            Coefficients.forward(stats.mean[unit], stats.rstd[unit], gamma, beta, g * geo.perGroup,
+                    (g + 1) * geo.perGroup, scale, offset);
+            for (int c = g * geo.perGroup; c < (g + 1) * geo.perGroup; c++) {
+                scales[c - c0] = (float) scale[c];
+                offsets[c - c0] = (float) offset[c];
+            }
+        }
+    }
+
+    /**
+     * A smooth activation's output gradient, {@code activation'(pre) * dy}, into the block's dx: the pre-activation
+     * (forward's coefficients) first, then the activation's gradient at it, in place.
+     */
+    private static <B extends Buffer> void smoothActivationGradient(FloatLoops<B> loops, B in, B gradOut, B gradIn,
+                                                                    int start, int width, Geometry geo,
+                                                                    float[] anchors, float[] scales, float[] offsets,
+                                                                    FusedActivation activation) {
+        loops.rowNormalize(in, gradIn, start, geo.channels, geo.positions, width, anchors, scales, offsets, null);
+        forEachRun(geo, start, width, (from, length) -> loops.activationGradient(gradIn, gradOut, gradIn, from,
+                length, 0f, 1f, 0f, activation));
     }
 
     /**

@@ -59,25 +59,39 @@ interface FloatLoops<B extends Buffer> {
      */
     void rowMoments(B x, int from, int stride, int rows, int width, float[] shift, float[] sums, float[] squares);
 
-    /** {@code y = (x - anchor[c]) * scale[c] + offset[c]} over the rows, column c. */
+    /**
+     * {@code y = (x - anchor[c]) * scale[c] + offset[c]} over the rows, column c, through a ReLU/LeakyReLU of slope
+     * {@code gate.negativeSlope()} at or below 0 when {@code gate} is not null (its own coefficients are then those
+     * of y, unused here).
+     */
     void rowNormalize(B x, B y, int from, int stride, int rows, int width, float[] anchor, float[] scale,
-                      float[] offset);
+                      float[] offset, RowGate gate);
 
     /**
-     * Column sums of dy and dy * (x - anchor[c]) over at most {@value #ROWS_PER_SUM} rows, overwritten into
-     * {@code sums} and {@code products}.
+     * Column sums of g and g * (x - anchor[c]) over at most {@value #ROWS_PER_SUM} rows, overwritten into
+     * {@code sums} and {@code products}; g is dy, or dy through {@code gate} when it is not null.
      */
-    void rowGradientSums(B x, B dy, int from, int stride, int rows, int width, float[] anchor, float[] sums,
-                         float[] products);
+    void rowGradientSums(B x, B dy, int from, int stride, int rows, int width, float[] anchor, RowGate gate,
+                         float[] sums, float[] products);
 
-    /** {@code dx = dyScale[c] * dy + xScale[c] * (x - anchor[c]) + constant[c]} over the rows, column c. */
-    void rowInputGradient(B x, B dy, B dx, int from, int stride, int rows, int width, float[] anchor, float[] dyScale,
-                          float[] xScale, float[] constant);
+    /**
+     * {@code dx = dyScale[c] * g + xScale[c] * (x - anchor[c]) + constant[c]} over the rows, column c; g is dy, or dy
+     * through {@code gate} when it is not null.
+     */
+    void rowInputGradient(B x, B dy, B dx, int from, int stride, int rows, int width, float[] anchor, RowGate gate,
+                          float[] dyScale, float[] xScale, float[] constant);
 
     /** The most rows one column-sum call adds up in float (the caller then adds the result in double). */
     int ROWS_PER_SUM = 64;
     /** The most terms in one float partial sum of a column-sum call. */
     int ROWS_PER_PARTIAL = 16;
+
+    /**
+     * A fused ReLU/LeakyReLU in the row loops: g = dy where the pre-activation
+     * {@code (x - anchor[c]) * scale[c] + offset[c]} is positive, {@code negativeSlope * dy} elsewhere.
+     */
+    record RowGate(float[] scale, float[] offset, float negativeSlope) {
+    }
 
     /** The two sums a reduction loop returns. */
     final class Sums {

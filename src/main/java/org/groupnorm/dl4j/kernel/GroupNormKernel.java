@@ -83,8 +83,8 @@ public final class GroupNormKernel {
         GroupStats stats = new GroupStats(geo.examples, groups);
         if (FloatRows.applies(x, layout, mask)) {
             FloatRows.forward(LOOPS, x, y, geo, gamma, beta, eps, activation, stats);
-        } else if (FloatChannelsLast.applies(x, layout, mask, activation)) {
-            FloatChannelsLast.forward(LOOPS, x, y, geo, gamma, beta, eps, stats);
+        } else if (FloatChannelsLast.applies(x, layout, mask)) {
+            FloatChannelsLast.forward(LOOPS, x, y, geo, gamma, beta, eps, activation, stats);
         } else {
             GeneralPath.forward(Elements.of(x), Elements.of(y), maskValues(mask), geo, gamma, beta, eps, activation,
                     stats);
@@ -118,8 +118,8 @@ public final class GroupNormKernel {
         double[] sumDyCentered = Scratch.doubles(Scratch.Slot.SUM_DY_CENTERED, geo.examples * geo.channels);
         if (FloatRows.applies(x, layout, mask)) {
             FloatRows.backward(LOOPS, x, dy, dx, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
-        } else if (FloatChannelsLast.applies(x, layout, mask, activation)) {
-            FloatChannelsLast.backward(LOOPS, x, dy, dx, geo, gamma, stats, sumDy, sumDyCentered);
+        } else if (FloatChannelsLast.applies(x, layout, mask)) {
+            FloatChannelsLast.backward(LOOPS, x, dy, dx, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
         } else {
             GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), maskValues(mask), geo, gamma, beta,
                     activation, stats, sumDy, sumDyCentered);

@@ -16,7 +16,7 @@ final class Scratch {
     }
 
     /** Float buffers: staging inside one {@link Elements} call, and channels-last per-column coefficients. */
-    enum FloatSlot { STAGING, SHIFT, ANCHOR, SCALE, OFFSET, X_SCALE, CONSTANT, SUMS, SQUARES }
+    enum FloatSlot { STAGING, SHIFT, ANCHOR, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, SUMS, SQUARES }
 
     private static final ThreadLocal<double[][]> DOUBLES =
             ThreadLocal.withInitial(() -> new double[Slot.values().length][0]);

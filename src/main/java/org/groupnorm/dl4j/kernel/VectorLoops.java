@@ -398,8 +398,10 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void rowNormalize(ByteBuffer x, ByteBuffer y, int from, int stride, int rows, int width, float[] anchor,
-                             float[] scale, float[] offset) {
+                             float[] scale, float[] offset, RowGate gate) {
         int vectorsEnd = width / LANES * LANES;
+        boolean gated = gate != null;
+        float slope = gated ? gate.negativeSlope() : 1f;
         // Rows in chunks, columns within a chunk: the coefficients stay in registers over a chunk that stays in cache.
         for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
             int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
@@ -409,14 +411,18 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 FloatVector offsets = FloatVector.fromArray(SPECIES, offset, c);
                 for (int r = chunk; r < chunkEnd; r++) {
                     int i = from + r * stride + c;
-                    fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors).fma(scales, offsets)
-                            .intoByteBuffer(y, i * Float.BYTES, ORDER);
+                    FloatVector v = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors).fma(scales, offsets);
+                    if (gated) {
+                        v = v.blend(v.mul(slope), v.compare(VectorOperators.LE, 0f));
+                    }
+                    v.intoByteBuffer(y, i * Float.BYTES, ORDER);
                 }
             }
             for (int c = vectorsEnd; c < width; c++) {
                 for (int r = chunk; r < chunkEnd; r++) {
                     int i = (from + r * stride + c) * Float.BYTES;
-                    y.putFloat(i, (x.getFloat(i) - anchor[c]) * scale[c] + offset[c]);
+                    float v = (x.getFloat(i) - anchor[c]) * scale[c] + offset[c];
+                    y.putFloat(i, gated && v <= 0 ? slope * v : v);
                 }
             }
         }
@@ -424,10 +430,16 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void rowGradientSums(ByteBuffer x, ByteBuffer dy, int from, int stride, int rows, int width,
-                                float[] anchor, float[] sums, float[] products) {
+                                float[] anchor, RowGate gate, float[] sums, float[] products) {
         int vectorsEnd = width / LANES * LANES;
+        boolean gated = gate != null;
+        float[] gateScale = gated ? gate.scale() : anchor;     // read only when gated
+        float[] gateOffset = gated ? gate.offset() : anchor;
+        float slope = gated ? gate.negativeSlope() : 1f;
         for (int c = 0; c < vectorsEnd; c += LANES) {
             FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
+            FloatVector gateScales = FloatVector.fromArray(SPECIES, gateScale, c);
+            FloatVector gateOffsets = FloatVector.fromArray(SPECIES, gateOffset, c);
             FloatVector sum0 = FloatVector.zero(SPECIES);
             FloatVector sum1 = FloatVector.zero(SPECIES);
             FloatVector sum2 = FloatVector.zero(SPECIES);
@@ -439,26 +451,38 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             int r = 0;
             for (; r + 3 < rows; r += 4) {
                 int i = from + r * stride + c;
+                FloatVector d0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
+                FloatVector d1 = fromByteBuffer(SPECIES, x, (i + stride) * Float.BYTES, ORDER).sub(anchors);
+                FloatVector d2 = fromByteBuffer(SPECIES, x, (i + 2 * stride) * Float.BYTES, ORDER).sub(anchors);
+                FloatVector d3 = fromByteBuffer(SPECIES, x, (i + 3 * stride) * Float.BYTES, ORDER).sub(anchors);
                 FloatVector g0 = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
                 FloatVector g1 = fromByteBuffer(SPECIES, dy, (i + stride) * Float.BYTES, ORDER);
                 FloatVector g2 = fromByteBuffer(SPECIES, dy, (i + 2 * stride) * Float.BYTES, ORDER);
                 FloatVector g3 = fromByteBuffer(SPECIES, dy, (i + 3 * stride) * Float.BYTES, ORDER);
+                if (gated) {
+                    g0 = g0.blend(g0.mul(slope), d0.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    g1 = g1.blend(g1.mul(slope), d1.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    g2 = g2.blend(g2.mul(slope), d2.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    g3 = g3.blend(g3.mul(slope), d3.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                }
                 sum0 = sum0.add(g0);
                 sum1 = sum1.add(g1);
                 sum2 = sum2.add(g2);
                 sum3 = sum3.add(g3);
-                product0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors).fma(g0, product0);
-                product1 = fromByteBuffer(SPECIES, x, (i + stride) * Float.BYTES, ORDER).sub(anchors).fma(g1, product1);
-                product2 = fromByteBuffer(SPECIES, x, (i + 2 * stride) * Float.BYTES, ORDER)
-                        .sub(anchors).fma(g2, product2);
-                product3 = fromByteBuffer(SPECIES, x, (i + 3 * stride) * Float.BYTES, ORDER)
-                        .sub(anchors).fma(g3, product3);
+                product0 = d0.fma(g0, product0);
+                product1 = d1.fma(g1, product1);
+                product2 = d2.fma(g2, product2);
+                product3 = d3.fma(g3, product3);
             }
             for (; r < rows; r++) {
                 int i = from + r * stride + c;
+                FloatVector d = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
                 FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
+                if (gated) {
+                    g = g.blend(g.mul(slope), d.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                }
                 sum0 = sum0.add(g);
-                product0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors).fma(g, product0);
+                product0 = d.fma(g, product0);
             }
             sum0.add(sum1).add(sum2.add(sum3)).intoArray(sums, c);
             product0.add(product1).add(product2.add(product3)).intoArray(products, c);
@@ -468,9 +492,10 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             float product = 0;
             for (int r = 0; r < rows; r++) {
                 int i = (from + r * stride + c) * Float.BYTES;
-                float g = dy.getFloat(i);
+                float d = x.getFloat(i) - anchor[c];
+                float g = gated ? gated(dy.getFloat(i), d, gateScale[c], gateOffset[c], slope) : dy.getFloat(i);
                 sum += g;
-                product += g * (x.getFloat(i) - anchor[c]);
+                product += g * d;
             }
             sums[c] = sum;
             products[c] = product;
@@ -479,27 +504,40 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void rowInputGradient(ByteBuffer x, ByteBuffer dy, ByteBuffer dx, int from, int stride, int rows,
-                                 int width, float[] anchor, float[] dyScale, float[] xScale, float[] constant) {
+                                 int width, float[] anchor, RowGate gate, float[] dyScale, float[] xScale,
+                                 float[] constant) {
         int vectorsEnd = width / LANES * LANES;
+        boolean gated = gate != null;
+        float[] gateScale = gated ? gate.scale() : anchor;     // read only when gated
+        float[] gateOffset = gated ? gate.offset() : anchor;
+        float slope = gated ? gate.negativeSlope() : 1f;
         for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
             int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
             for (int c = 0; c < vectorsEnd; c += LANES) {
                 FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
+                FloatVector gateScales = FloatVector.fromArray(SPECIES, gateScale, c);
+                FloatVector gateOffsets = FloatVector.fromArray(SPECIES, gateOffset, c);
                 FloatVector dyScales = FloatVector.fromArray(SPECIES, dyScale, c);
                 FloatVector xScales = FloatVector.fromArray(SPECIES, xScale, c);
                 FloatVector constants = FloatVector.fromArray(SPECIES, constant, c);
                 for (int r = chunk; r < chunkEnd; r++) {
                     int i = from + r * stride + c;
-                    FloatVector gradient = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER).fma(dyScales, constants);
-                    fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors).fma(xScales, gradient)
-                            .intoByteBuffer(dx, i * Float.BYTES, ORDER);
+                    FloatVector centered = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
+                    FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
+                    if (gated) {
+                        g = g.blend(g.mul(slope),
+                                centered.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    }
+                    centered.fma(xScales, g.fma(dyScales, constants)).intoByteBuffer(dx, i * Float.BYTES, ORDER);
                 }
             }
             for (int c = vectorsEnd; c < width; c++) {
                 for (int r = chunk; r < chunkEnd; r++) {
                     int i = (from + r * stride + c) * Float.BYTES;
-                    dx.putFloat(i, dyScale[c] * dy.getFloat(i) + xScale[c] * (x.getFloat(i) - anchor[c])
-                            + constant[c]);
+                    float centered = x.getFloat(i) - anchor[c];
+                    float g = gated ? gated(dy.getFloat(i), centered, gateScale[c], gateOffset[c], slope)
+                            : dy.getFloat(i);
+                    dx.putFloat(i, dyScale[c] * g + xScale[c] * centered + constant[c]);
                 }
             }
         }

@@ -233,7 +233,8 @@ class KernelLoopsTest {
 
     /**
      * The channels-last row loops: column sums and per-column elementwise formulas over rows that are a strided part
-     * of wider rows (a block of groups), with widths below, at and past whole vectors, against double arithmetic.
+     * of wider rows (a block of groups), with widths below, at and past whole vectors, against double arithmetic;
+     * plain, and with a fused ReLU/LeakyReLU gate (values straddle 0, so both sides of every gate are taken).
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("loops")
@@ -249,45 +250,59 @@ class KernelLoopsTest {
         B dys = views.dy();
         B out = views.out();
         INDArray outArray = views.outArray();
-        for (int width : new int[]{1, 7, 16, 33, 64}) {
-            for (int from : new int[]{0, 5}) {
-                String where = name + ", width " + width + " from " + from;
-                float[] shift = values(random, width, MEAN, 0.1);
-                float[] scale = values(random, width, 1, 0.3);
-                float[] offset = values(random, width, 0, 0.3);
-                float[] constant = values(random, width, 0, 0.3);
-                float[] sums = new float[width];
-                float[] squares = new float[width];
-                float[] gradSums = new float[width];
-                float[] products = new float[width];
-                loops.rowMoments(xs, from, stride, rows, width, shift, sums, squares);
-                loops.rowGradientSums(xs, dys, from, stride, rows, width, shift, gradSums, products);
-                for (int c = 0; c < width; c++) {
-                    double sum = 0;
-                    double square = 0;
-                    double dySum = 0;
-                    double product = 0;
-                    for (int r = 0; r < rows; r++) {
-                        int i = from + r * stride + c;
-                        double d = (double) x[i] - shift[c];
-                        sum += d;
-                        square += d * d;
-                        dySum += dy[i];
-                        product += dy[i] * d;
+        List<FusedActivation> activations = List.of(FusedActivation.IDENTITY,
+                new FusedActivation(FusedActivation.Kind.RELU, 0), new FusedActivation(FusedActivation.Kind.LEAKYRELU,
+                        0.05f));
+        for (FusedActivation activation : activations) {
+            for (int width : new int[]{1, 7, 16, 33, 64}) {
+                for (int from : new int[]{0, 5}) {
+                    String where = name + " " + activation.kind() + ", width " + width + " from " + from;
+                    float[] shift = values(random, width, MEAN, 0.1);
+                    float[] scale = values(random, width, 1, 0.3);
+                    float[] offset = values(random, width, 0, 0.3);
+                    float[] constant = values(random, width, 0, 0.3);
+                    float[] gateScale = values(random, width, 1.5, 0.3);
+                    float[] gateOffset = values(random, width, 0.2, 0.3);
+                    FloatLoops.RowGate gate = activation.isIdentity() ? null
+                            : new FloatLoops.RowGate(gateScale, gateOffset, activation.negativeSlope());
+                    // g: dy through the gate at the pre-activation (x - shift) * gateScale + gateOffset
+                    Expected g = (i, c) -> activation.derivative(((double) x[i] - shift[c]) * gateScale[c]
+                            + gateOffset[c]) * dy[i];
+                    float[] sums = new float[width];
+                    float[] squares = new float[width];
+                    float[] gradSums = new float[width];
+                    float[] products = new float[width];
+                    loops.rowMoments(xs, from, stride, rows, width, shift, sums, squares);
+                    loops.rowGradientSums(xs, dys, from, stride, rows, width, shift, gate, gradSums, products);
+                    for (int c = 0; c < width; c++) {
+                        double sum = 0;
+                        double square = 0;
+                        double gSum = 0;
+                        double product = 0;
+                        for (int r = 0; r < rows; r++) {
+                            int i = from + r * stride + c;
+                            double d = (double) x[i] - shift[c];
+                            sum += d;
+                            square += d * d;
+                            gSum += g.at(i, c);
+                            product += g.at(i, c) * d;
+                        }
+                        assertEquals(sum, sums[c], 1e-5 * rows, where + ": column sum of x - shift");
+                        assertEquals(square, squares[c], 1e-5 * square, where + ": column sum of (x - shift)^2");
+                        assertEquals(gSum, gradSums[c], 1e-5 * rows, where + ": column sum of g");
+                        assertEquals(product, products[c], 1e-5 * rows, where + ": column sum of g (x - anchor)");
                     }
-                    assertEquals(sum, sums[c], 1e-5 * rows, where + ": column sum of x - shift");
-                    assertEquals(square, squares[c], 1e-5 * square, where + ": column sum of (x - shift)^2");
-                    assertEquals(dySum, gradSums[c], 1e-5 * rows, where + ": column sum of dy");
-                    assertEquals(product, products[c], 1e-5 * rows, where + ": column sum of dy (x - anchor)");
+                    outArray.assign(0);
+                    loops.rowNormalize(xs, out, from, stride, rows, width, shift, scale, offset,
+                            gate == null ? null : new FloatLoops.RowGate(scale, offset, activation.negativeSlope()));
+                    checkRows(outArray, from, stride, rows, width, where + ": normalize",
+                            (i, c) -> activation.apply(((double) x[i] - shift[c]) * scale[c] + offset[c]));
+                    outArray.assign(0);
+                    loops.rowInputGradient(xs, dys, out, from, stride, rows, width, shift, gate, scale, offset,
+                            constant);
+                    checkRows(outArray, from, stride, rows, width, where + ": input gradient",
+                            (i, c) -> scale[c] * g.at(i, c) + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
                 }
-                outArray.assign(0);
-                loops.rowNormalize(xs, out, from, stride, rows, width, shift, scale, offset);
-                checkRows(outArray, from, stride, rows, width, where + ": normalize",
-                        (i, c) -> ((double) x[i] - shift[c]) * scale[c] + offset[c]);
-                outArray.assign(0);
-                loops.rowInputGradient(xs, dys, out, from, stride, rows, width, shift, scale, offset, constant);
-                checkRows(outArray, from, stride, rows, width, where + ": input gradient",
-                        (i, c) -> scale[c] * (double) dy[i] + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
             }
         }
         Reference.reachabilityFence(views);
