@@ -72,6 +72,8 @@ public class GroupNormBenchmark {
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(), shape.xNhwc, shape.dyNhwc));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(Activation.RELU), shape.x, shape.dy));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(Activation.SWISH), shape.x, shape.dy));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(Activation.RELU), shape.xNhwc, shape.dyNhwc));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(Activation.SWISH), shape.xNhwc, shape.dyNhwc));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormHalf(), shape.xHalf(), shape.dyHalf()));
         }
         // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
@@ -90,7 +92,8 @@ public class GroupNormBenchmark {
         // The fast columns and torch alternate in rounds: this machine's speed drifts over minutes (shared host), and
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
-        // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b, GN+ReLU f+b, GN+SiLU f+b, HALF f+b. Torch: GN
+        // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b, GN+ReLU f+b, GN+SiLU f+b, HALF f+b, NHWC GN+ReLU
+        // f+b, NHWC GN+SiLU f+b. Torch: GN
         // fwd, f+b, BN f+b, channels_last f+b, GN then ReLU f+b, GN then SiLU f+b.
         Map<String, List<double[]>> measured = new LinkedHashMap<>();
         Map<String, List<double[]>> torch = new LinkedHashMap<>();
@@ -112,8 +115,12 @@ public class GroupNormBenchmark {
                 double siluFwdBwd = time(iterations, 1, () -> run(silu, shape.x, shape.dy));
                 GroupNormalizationLayer half = shape.groupNormHalf();
                 double halfFwdBwd = time(iterations, 1, () -> run(half, shape.xHalf(), shape.dyHalf()));
+                GroupNormalizationLayer nhwcRelu = shape.groupNormNhwc(Activation.RELU);
+                double nhwcReluFwdBwd = time(iterations, 1, () -> run(nhwcRelu, shape.xNhwc, shape.dyNhwc));
+                GroupNormalizationLayer nhwcSilu = shape.groupNormNhwc(Activation.SWISH);
+                double nhwcSiluFwdBwd = time(iterations, 1, () -> run(nhwcSilu, shape.xNhwc, shape.dyNhwc));
                 measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor,
-                        nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd});
+                        nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd, nhwcReluFwdBwd, nhwcSiluFwdBwd});
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
@@ -159,6 +166,15 @@ public class GroupNormBenchmark {
             System.out.printf("%-16s %9.3f %17s %17s %9.3f %17s %17s%n", spec, median(ours, 4),
                     ratios(ours, 4, ours, 1), theirs == null ? "-" : ratios(ours, 4, theirs, 4), median(ours, 5),
                     ratios(ours, 5, ours, 1), theirs == null ? "-" : ratios(ours, 5, theirs, 5));
+        }
+        System.out.printf("%nFused activations channels-last (NHWC), forward+backward ms:%n%-16s %9s %17s %17s %9s"
+                + " %17s %17s%n", "N,C,H,W,G", "GN+ReLU", "/plain NHWC", "/NCHW GN+ReLU", "GN+SiLU", "/plain NHWC",
+                "/NCHW GN+SiLU");
+        for (String spec : shapes) {
+            List<double[]> ours = measured.get(spec);
+            System.out.printf("%-16s %9.3f %17s %17s %9.3f %17s %17s%n", spec, median(ours, 7),
+                    ratios(ours, 7, ours, 3), ratios(ours, 7, ours, 4), median(ours, 8), ratios(ours, 8, ours, 3),
+                    ratios(ours, 8, ours, 5));
         }
         System.out.printf("%nHalf precision (NCHW, HALF network), forward+backward ms:%n%-16s %9s %17s%n",
                 "N,C,H,W,G", "HALF f+b", "/float32");
@@ -225,6 +241,11 @@ public class GroupNormBenchmark {
         /** The same GroupNorm on channels-last input (the same values, permuted). */
         GroupNormalizationLayer groupNormNhwc() {
             return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NHWC));
+        }
+
+        /** GroupNorm with an activation fused into it, on channels-last input. */
+        GroupNormalizationLayer groupNormNhwc(Activation activation) {
+            return groupNorm(new GroupNormalization.Builder().dataFormat(TensorLayout.NHWC).activation(activation));
         }
 
         private GroupNormalizationLayer groupNorm(GroupNormalization.Builder builder) {
