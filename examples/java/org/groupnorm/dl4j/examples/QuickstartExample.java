@@ -7,7 +7,6 @@ import org.deeplearning4j.nn.conf.ComputationGraphConfiguration;
 import org.deeplearning4j.nn.conf.MultiLayerConfiguration;
 import org.deeplearning4j.nn.conf.NeuralNetConfiguration;
 import org.deeplearning4j.nn.conf.inputs.InputType;
-import org.deeplearning4j.nn.conf.layers.ActivationLayer;
 import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.conf.layers.DenseLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
@@ -94,7 +93,7 @@ public class QuickstartExample {
                 evaluation.accuracy());
     }
 
-    /** (conv -> GroupNorm -> ReLU -> max pooling) twice, then a dense layer and softmax. */
+    /** (conv -> GroupNorm with its ReLU fused into it -> max pooling) twice, then a dense layer and softmax. */
     static MultiLayerConfiguration multiLayerConfiguration() {
         return new NeuralNetConfiguration.Builder()
                 .seed(SEED)
@@ -103,13 +102,11 @@ public class QuickstartExample {
                 .list()
                 .layer(new ConvolutionLayer.Builder(3, 3).nOut(16).hasBias(false).activation(Activation.IDENTITY)
                         .build())
-                .layer(new GroupNormalization.Builder().groups(4).build())
-                .layer(new ActivationLayer(Activation.RELU))
+                .layer(new GroupNormalization.Builder().groups(4).activation(Activation.RELU).build())
                 .layer(new SubsamplingLayer.Builder(PoolingType.MAX).kernelSize(2, 2).stride(2, 2).build())
                 .layer(new ConvolutionLayer.Builder(3, 3).nOut(32).hasBias(false).activation(Activation.IDENTITY)
                         .build())
-                .layer(new GroupNormalization.Builder().groups(8).build())
-                .layer(new ActivationLayer(Activation.RELU))
+                .layer(new GroupNormalization.Builder().groups(8).activation(Activation.RELU).build())
                 .layer(new SubsamplingLayer.Builder(PoolingType.MAX).kernelSize(2, 2).stride(2, 2).build())
                 .layer(new DenseLayer.Builder().nOut(64).activation(Activation.RELU).build())
                 .layer(new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT).nOut(FashionMnist.CLASSES)
@@ -129,16 +126,16 @@ public class QuickstartExample {
                 .setInputTypes(InputType.convolutional(FashionMnist.SIZE, FashionMnist.SIZE, 1))
                 .addLayer("conv1", new ConvolutionLayer.Builder(3, 3).nOut(16).hasBias(false)
                         .activation(Activation.IDENTITY).build(), "image")
-                .addLayer("gn1", new GroupNormalization.Builder().groups(4).build(), "conv1")
-                .addLayer("relu1", new ActivationLayer(Activation.RELU), "gn1")
+                .addLayer("gn1", new GroupNormalization.Builder().groups(4).activation(Activation.RELU).build(),
+                        "conv1")
                 .addLayer("pool1", new SubsamplingLayer.Builder(PoolingType.MAX).kernelSize(2, 2).stride(2, 2)
-                        .build(), "relu1")
+                        .build(), "gn1")
                 .addLayer("conv2", new ConvolutionLayer.Builder(3, 3).nOut(32).hasBias(false)
                         .activation(Activation.IDENTITY).build(), "pool1")
-                .addLayer("gn2", new GroupNormalization.Builder().groups(8).build(), "conv2")
-                .addLayer("relu2", new ActivationLayer(Activation.RELU), "gn2")
+                .addLayer("gn2", new GroupNormalization.Builder().groups(8).activation(Activation.RELU).build(),
+                        "conv2")
                 .addLayer("pool2", new SubsamplingLayer.Builder(PoolingType.MAX).kernelSize(2, 2).stride(2, 2)
-                        .build(), "relu2")
+                        .build(), "gn2")
                 .addLayer("dense", new DenseLayer.Builder().nOut(64).activation(Activation.RELU).build(), "pool2")
                 .addLayer("output", new OutputLayer.Builder(LossFunctions.LossFunction.MCXENT)
                         .nOut(FashionMnist.CLASSES).activation(Activation.SOFTMAX).weightInit(WeightInit.XAVIER)
