@@ -253,9 +253,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         for (int c = 0; c < width; c++) {
             pre[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
         }
-        for (int c = 0; c < width; c++) {
-            dy[c] = pre[c] > 0 ? dy[c] : negativeSlope * dy[c];
-        }
+        passThroughGate(pre, dy, width, negativeSlope);
     }
 
     private static void addRowGradientSums(float[] x, float[] dy, float[] anchor, float[] sums, float[] products,
@@ -299,8 +297,13 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     /** dy, in place, through a ReLU/LeakyReLU at the pre-activation forward computed (into {@code pre}). */
     private static void gate(float[] x, float[] dy, float[] pre, int length, float mean, Gate gate) {
         normalize(x, pre, length, mean, gate.scale(), gate.offset());
+        passThroughGate(pre, dy, length, gate.negativeSlope());
+    }
+
+    /** dy, in place: kept where the pre-activation is positive, times the negative slope elsewhere. */
+    private static void passThroughGate(float[] pre, float[] dy, int length, float negativeSlope) {
         for (int i = 0; i < length; i++) {
-            dy[i] = pre[i] > 0 ? dy[i] : gate.negativeSlope() * dy[i];
+            dy[i] = pre[i] > 0 ? dy[i] : negativeSlope * dy[i];
         }
     }
 

@@ -146,23 +146,19 @@ final class FloatChannelsLast {
         if (again) {
             columnMoments(loops, in, start, geo.positions, width, geo, shift, sums, squares);
         }
-        double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
-        double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
         float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
         for (int g = g0; g < g1; g++) {
             int unit = n * geo.groups + g;
             moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
                     groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
-            double rstd = moments.rstd(eps);
             stats.mean[unit] = moments.mean;
-            stats.rstd[unit] = rstd;
-            Coefficients.forward(moments.mean, rstd, gamma, beta, g * geo.perGroup, (g + 1) * geo.perGroup, scale,
-                    offset);
+            stats.rstd[unit] = moments.rstd(eps);
             Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
                     Coefficients.anchor(moments.mean));
         }
-        float[] scales = narrowed(Scratch.FloatSlot.SCALE, scale, c0, width);
-        float[] offsets = narrowed(Scratch.FloatSlot.OFFSET, offset, c0, width);
+        float[] scales = Scratch.floats(Scratch.FloatSlot.SCALE, width);
+        float[] offsets = Scratch.floats(Scratch.FloatSlot.OFFSET, width);
+        forwardCoefficients(n, g0, g1, geo, gamma, beta, stats, scales, offsets);
         FloatLoops.RowGate gate = activation.isPiecewiseLinear()
                 ? new FloatLoops.RowGate(scales, offsets, activation.negativeSlope()) : null;
         loops.rowNormalize(in, out, start, geo.channels, geo.positions, width, anchors, scales, offsets, gate);
@@ -234,7 +230,8 @@ final class FloatChannelsLast {
 
     /**
      * Forward's per-column coefficients of groups [g0, g1) of example n from its statistics, into {@code scales} and
-     * {@code offsets} from index 0 (the block's first column), for backward to recompute the pre-activation.
+     * {@code offsets} from index 0 (the block's first column): forward normalizes with them, backward recomputes the
+     * pre-activation with them.
      */
     private static void forwardCoefficients(int n, int g0, int g1, Geometry geo, double[] gamma, double[] beta,
                                             GroupStats stats, float[] scales, float[] offsets) {
