@@ -11,7 +11,7 @@ import org.nd4j.linalg.activations.impl.ActivationLReLU;
  *
  * @param alpha the negative slope of LEAKYRELU (unused by the others)
  */
-public record FusedActivation(Kind kind, float alpha) {
+public record FusedActivation(Kind kind, double alpha) {
 
     /** The activations with fused loops. */
     public enum Kind { IDENTITY, RELU, LEAKYRELU, SIGMOID, TANH, SWISH }
@@ -27,7 +27,7 @@ public record FusedActivation(Kind kind, float alpha) {
             return new FusedActivation(Kind.RELU, 0);
         }
         if (activation instanceof ActivationLReLU) {
-            return new FusedActivation(Kind.LEAKYRELU, (float) ((ActivationLReLU) activation).getAlpha());
+            return new FusedActivation(Kind.LEAKYRELU, ((ActivationLReLU) activation).getAlpha());
         }
         if (activation.equals(Activation.SIGMOID.getActivationFunction())) {
             return new FusedActivation(Kind.SIGMOID, 0);
@@ -53,9 +53,12 @@ public record FusedActivation(Kind kind, float alpha) {
         return kind == Kind.RELU || kind == Kind.LEAKYRELU;
     }
 
-    /** The slope of ReLU (0) or LeakyReLU (alpha) at pre-activation values of at most 0. */
+    /**
+     * The slope of ReLU (0) or LeakyReLU (alpha) at pre-activation values of at most 0, for the float32 loops (alpha
+     * stays double for the double paths: 0.01 in float is 2e-10 off).
+     */
     float negativeSlope() {
-        return kind == Kind.LEAKYRELU ? alpha : 0;
+        return kind == Kind.LEAKYRELU ? (float) alpha : 0;
     }
 
     /** The activation of a pre-activation value. */

@@ -85,7 +85,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 normalizeRelu(x, y, from, vectorsEnd, mean, scale, offset);
                 break;
             case LEAKYRELU:
-                normalizeLeakyRelu(x, y, from, vectorsEnd, mean, scale, offset, activation.alpha());
+                normalizeLeakyRelu(x, y, from, vectorsEnd, mean, scale, offset, activation.negativeSlope());
                 break;
             case SIGMOID:
                 sigmoidLoop(x, null, y, from, vectorsEnd, mean, scale, offset, SigmoidOutput.SIGMOID);
