@@ -240,9 +240,8 @@ class KernelLoopsTest {
     @MethodSource("loops")
     <B extends Buffer> void everyRowLoopMatchesDoubleArithmetic(String name, FloatLoops<B> loops) {
         Random random = new Random(4);
-        int stride = 80;
-        int rows = FloatLoops.ROWS_PER_SUM;
-        int size = (rows + 1) * stride;
+        int stride = 100;
+        int size = (FloatLoops.ROWS_PER_SUM + 1) * stride;
         float[] x = values(random, size, MEAN, 1.5);
         float[] dy = values(random, size, 0, 1);
         Views<B> views = Views.of(loops, x, dy);
@@ -254,9 +253,15 @@ class KernelLoopsTest {
                 new FusedActivation(FusedActivation.Kind.RELU, 0), new FusedActivation(FusedActivation.Kind.LEAKYRELU,
                         0.05f));
         for (FusedActivation activation : activations) {
-            for (int width : new int[]{1, 7, 16, 33, 64}) {
-                for (int from : new int[]{0, 5}) {
-                    String where = name + " " + activation.kind() + ", width " + width + " from " + from;
+            // Widths around the tiles of 4 and 2 vectors and single vectors (16 lanes with AVX-512, 8 with AVX2);
+            // 37 rows end on a partial sum of 5.
+            for (int width : new int[]{1, 7, 16, 33, 55, 64, 87}) {
+                for (int[] rowsAndFrom : new int[][]{{FloatLoops.ROWS_PER_SUM, 0}, {FloatLoops.ROWS_PER_SUM, 5},
+                        {37, 3}}) {
+                    int rows = rowsAndFrom[0];
+                    int from = rowsAndFrom[1];
+                    String where = name + " " + activation.kind() + ", width " + width + ", " + rows + " rows from "
+                            + from;
                     float[] shift = values(random, width, MEAN, 0.1);
                     float[] scale = values(random, width, 1, 0.3);
                     float[] offset = values(random, width, 0, 0.3);
