@@ -49,7 +49,9 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             int count = Math.min(BLOCK, from + length - start);
             x.get(start, b.x, 0, count);
             normalize(b.x, b.out, count, mean, scale, offset);
-            if (!activation.isIdentity()) {
+            if (activation.isPiecewiseLinear()) {
+                gateValues(b.out, activation.negativeSlope(), count);
+            } else if (!activation.isIdentity()) {
                 for (int i = 0; i < count; i++) {
                     b.out[i] = (float) activation.apply(b.out[i]);
                 }
@@ -114,7 +116,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             x.get(start, b.x, 0, count);
             dy.get(start, b.dy, 0, count);
             if (gate != null) {
-                gate(b.x, b.dy, b.out, count, mean, gate);
+                gate(b.x, b.dy, count, mean, gate);
             }
             addGradientSums(b.x, b.dy, b.lanesA, b.lanesB, count, mean);
             if (++blocks % BLOCKS_PER_FLUSH == 0) {
@@ -134,7 +136,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             x.get(start, b.x, 0, count);
             dy.get(start, b.dy, 0, count);
             if (gate != null) {
-                gate(b.x, b.dy, b.out, count, mean, gate);
+                gate(b.x, b.dy, count, mean, gate);
             }
             inputGradient(b.x, b.dy, b.out, count, mean, dyCoefficient, xCoefficient, constant);
             dx.put(start, b.out, 0, count);
@@ -188,7 +190,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             x.get(from + r * stride, row, 0, width);
             dy.get(from + r * stride, gradRow, 0, width);
             if (gate != null) {
-                gateRow(row, gradRow, anchor, gate, b.preRow(width), width);
+                gateRow(row, gradRow, anchor, gate, width);
             }
             addRowGradientSums(row, gradRow, anchor, partialSums, partialProducts, width);
             if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
@@ -209,7 +211,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             x.get(from + r * stride, row, 0, width);
             dy.get(from + r * stride, gradRow, 0, width);
             if (gate != null) {
-                gateRow(row, gradRow, anchor, gate, b.preRow(width), width);
+                gateRow(row, gradRow, anchor, gate, width);
             }
             inputGradientRow(row, gradRow, anchor, dyScale, xScale, constant, width);
             dx.put(from + r * stride, row, 0, width);
@@ -238,22 +240,28 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         }
     }
 
-    /** A ReLU/LeakyReLU applied to values in place. */
-    private static void gateValues(float[] values, float negativeSlope, int width) {
-        for (int c = 0; c < width; c++) {
-            values[c] = values[c] <= 0 ? negativeSlope * values[c] : values[c];
+    /*
+     * The gates are written with Math.max/min, which C2 vectorizes, instead of a comparison, which it compiles to a
+     * branch per element (JDK 17 does not vectorize a conditional): with the pre-activation's sign random, the branch
+     * mispredicted half the time and fused ReLU took 3.3 ms forward and 6.0 ms backward at 8x64x56x56 where plain
+     * GroupNorm takes 0.5 and 0.65 ms; written this way, 0.7-0.9 and 1.3-1.7 ms.
+     */
+
+    /** A ReLU/LeakyReLU applied to values in place: v for v > 0, negativeSlope * v otherwise (each term exact). */
+    private static void gateValues(float[] values, float negativeSlope, int length) {
+        for (int i = 0; i < length; i++) {
+            values[i] = Math.max(values[i], 0f) + negativeSlope * Math.min(values[i], 0f);
         }
     }
 
-    /** dy (the row buffer), in place, through the gate at the row's pre-activation (computed into {@code pre}). */
-    private static void gateRow(float[] x, float[] dy, float[] anchor, RowGate gate, float[] pre, int width) {
+    /** dy (the row buffer), in place, through the gate at the row's pre-activation. */
+    private static void gateRow(float[] x, float[] dy, float[] anchor, RowGate gate, int width) {
         float[] scale = gate.scale();
         float[] offset = gate.offset();
         float negativeSlope = gate.negativeSlope();
         for (int c = 0; c < width; c++) {
-            pre[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
+            dy[c] *= gateFactor((x[c] - anchor[c]) * scale[c] + offset[c], negativeSlope);
         }
-        passThroughGate(pre, dy, width, negativeSlope);
     }
 
     private static void addRowGradientSums(float[] x, float[] dy, float[] anchor, float[] sums, float[] products,
@@ -294,17 +302,24 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         }
     }
 
-    /** dy, in place, through a ReLU/LeakyReLU at the pre-activation forward computed (into {@code pre}). */
-    private static void gate(float[] x, float[] dy, float[] pre, int length, float mean, Gate gate) {
-        normalize(x, pre, length, mean, gate.scale(), gate.offset());
-        passThroughGate(pre, dy, length, gate.negativeSlope());
+    /** dy, in place, through a ReLU/LeakyReLU at the pre-activation forward computed. */
+    private static void gate(float[] x, float[] dy, int length, float mean, Gate gate) {
+        float scale = gate.scale();
+        float offset = gate.offset();
+        float negativeSlope = gate.negativeSlope();
+        for (int i = 0; i < length; i++) {
+            dy[i] *= gateFactor((x[i] - mean) * scale + offset, negativeSlope);
+        }
     }
 
-    /** dy, in place: kept where the pre-activation is positive, times the negative slope elsewhere. */
-    private static void passThroughGate(float[] pre, float[] dy, int length, float negativeSlope) {
-        for (int i = 0; i < length; i++) {
-            dy[i] = pre[i] > 0 ? dy[i] : negativeSlope * dy[i];
-        }
+    /**
+     * A ReLU/LeakyReLU's derivative at {@code pre}: exactly 1 where it is positive, exactly negativeSlope elsewhere.
+     * The step {@code positive} is 1 for pre &gt; 0 (the smallest positive float times 2^254 is still past 1) and 0
+     * otherwise.
+     */
+    private static float gateFactor(float pre, float negativeSlope) {
+        float positive = Math.min(Math.max(pre * 0x1p127f * 0x1p127f, 0f), 1f);
+        return positive + (1f - positive) * negativeSlope;
     }
 
     private static void inputGradient(float[] x, float[] dy, float[] dx, int length, float mean, float dyCoefficient,
@@ -323,7 +338,6 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         final float[] lanesB = new float[BLOCK];
         private float[] row = new float[0];
         private float[] gradRow = new float[0];
-        private float[] preRow = new float[0];
         private float[] partialSums = new float[0];
         private float[] partialProducts = new float[0];
 
@@ -334,10 +348,6 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
         float[] gradRow(int width) {
             return gradRow = atLeast(gradRow, width);
-        }
-
-        float[] preRow(int width) {
-            return preRow = atLeast(preRow, width);
         }
 
         /** Column partial sums, zero between uses. */

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import java.lang.ref.Reference;
 import java.nio.Buffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
@@ -308,6 +309,69 @@ class KernelLoopsTest {
                     checkRows(outArray, from, stride, rows, width, where + ": input gradient",
                             (i, c) -> scale[c] * g.at(i, c) + offset[c] * ((double) x[i] - shift[c]) + constant[c]);
                 }
+            }
+        }
+        Reference.reachabilityFence(views);
+    }
+
+    /**
+     * A fused ReLU/LeakyReLU's gate is exact at its edges: a pre-activation of the smallest positive float passes dy
+     * unchanged, +0 and -0 scale it by the negative slope, in the run loops and the row loops, forward and backward.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void gatesAreExactAtZeroAndTheSmallestPositivePreActivation(String name, FloatLoops<B> loops) {
+        float slope = 0.25f;
+        float[] edges = {Float.MIN_VALUE, 0f, -0f, -Float.MIN_VALUE};
+        float[] expectedFactor = {1f, slope, slope, slope};
+        int length = 64;   // whole vectors and blocks, so every element goes through the SIMD loops
+        float[] x = new float[length];
+        float[] dy = new float[length];
+        Arrays.fill(x, MEAN);
+        for (int i = 0; i < length; i++) {
+            dy[i] = 1 + i / 64f;
+        }
+        Views<B> views = Views.of(loops, x, dy);
+        FusedActivation leaky = new FusedActivation(FusedActivation.Kind.LEAKYRELU, slope);
+        for (int e = 0; e < edges.length; e++) {
+            // pre = (x - MEAN) * 1 + edge = edge exactly
+            float edge = edges[e];
+            String where = name + ", pre-activation " + edge;
+            views.outArray().assign(0);
+            loops.gatedInputGradient(views.x(), views.dy(), views.out(), 0, length, MEAN, 1f, edge, slope, 1f, 0f, 0f);
+            for (int i = 0; i < length; i++) {
+                assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": dx at " + i);
+            }
+            FloatLoops.Sums sums = new FloatLoops.Sums();
+            loops.gatedGradientSums(views.x(), views.dy(), 0, length, MEAN, 1f, edge, slope, sums);
+            double dySum = 0;
+            for (float value : dy) {
+                dySum += value;
+            }
+            assertEquals(expectedFactor[e] * dySum, sums.plain, 1e-5 * dySum, where + ": sum of g");
+            float[] anchor = new float[length];
+            float[] ones = new float[length];
+            float[] offsets = new float[length];
+            Arrays.fill(anchor, MEAN);
+            Arrays.fill(ones, 1f);
+            Arrays.fill(offsets, edge);
+            views.outArray().assign(0);
+            FloatLoops.RowGate gate = new FloatLoops.RowGate(ones, offsets, slope);
+            loops.rowInputGradient(views.x(), views.dy(), views.out(), 0, length, 1, length, anchor, gate, ones,
+                    new float[length], new float[length]);
+            for (int i = 0; i < length; i++) {
+                assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": row dx at " + i);
+            }
+            float expectedOutput = edge > 0 ? edge : slope * edge;
+            views.outArray().assign(1);
+            loops.normalize(views.x(), views.out(), 0, length, MEAN, 1f, edge, leaky);
+            for (int i = 0; i < length; i++) {
+                assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": output at " + i);
+            }
+            views.outArray().assign(1);
+            loops.rowNormalize(views.x(), views.out(), 0, length, 1, length, anchor, ones, offsets, gate);
+            for (int i = 0; i < length; i++) {
+                assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": row output at " + i);
             }
         }
         Reference.reachabilityFence(views);
