@@ -324,7 +324,7 @@ class KernelLoopsTest {
         float slope = 0.25f;
         float[] edges = {Float.MIN_VALUE, 0f, -0f, -Float.MIN_VALUE};
         float[] expectedFactor = {1f, slope, slope, slope};
-        int length = 64;   // whole vectors and blocks, so every element goes through the SIMD loops
+        int length = 64;   // whole vectors: every element goes through the SIMD loops, none through a scalar tail
         float[] x = new float[length];
         float[] dy = new float[length];
         Arrays.fill(x, MEAN);
