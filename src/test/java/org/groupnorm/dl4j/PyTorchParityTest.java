@@ -26,7 +26,8 @@ import org.nd4j.shade.jackson.databind.ObjectMapper;
 
 /**
  * y, dx, dgamma and dbeta match torch.nn.functional.group_norm (float64 fixtures in test resources) on every engine:
- * to 1e-10 in float64 and to 2e-3 of the output scale in float32. A case with an activation (a fused one: torch applies it after group_norm) runs on the KERNEL and PORTABLE engines.
+ * to 1e-10 in float64 and to 2e-3 of the output scale in float32. A case with an activation (fused into the layer;
+ * torch applies it after group_norm) runs on the KERNEL and PORTABLE engines.
  */
 class PyTorchParityTest {
 
@@ -37,18 +38,20 @@ class PyTorchParityTest {
         Path root = Path.of(PyTorchParityTest.class.getResource("/fixtures/groupnorm-pytorch").toURI());
         try (Stream<Path> dirs = Files.list(root)) {
             // The SAMEDIFF engine runs GroupNorm alone: cases with an activation run on the other two.
-            return dirs.sorted().map(Path::toFile).flatMap(dir -> Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF)
-                    .filter(engine -> engine != Engine.SAMEDIFF || !hasActivation(dir))
-                    .flatMap(engine -> Stream.of(DataType.DOUBLE, DataType.FLOAT)
-                            .map(type -> Arguments.of(dir.getName(), dir, engine, type))))
-                    .toList().stream();
+            return dirs.sorted().map(Path::toFile).flatMap(dir -> {
+                JsonNode spec = readCase(dir);
+                return Stream.of(Engine.KERNEL, Engine.PORTABLE, Engine.SAMEDIFF)
+                        .filter(engine -> engine != Engine.SAMEDIFF || !spec.has("activation"))
+                        .flatMap(engine -> Stream.of(DataType.DOUBLE, DataType.FLOAT)
+                                .map(type -> Arguments.of(dir.getName(), dir, spec, engine, type)));
+            }).toList().stream();
         }
     }
 
-    @ParameterizedTest(name = "{0} {2} {3}")
+    @ParameterizedTest(name = "{0} {3} {4}")
     @MethodSource("cases")
-    void matchesPyTorchOnEveryLayout(String name, File dir, Engine engine, DataType type) throws IOException {
-        JsonNode spec = new ObjectMapper().readTree(new File(dir, "case.json"));
+    void matchesPyTorchOnEveryLayout(String name, File dir, JsonNode spec, Engine engine, DataType type)
+            throws IOException {
         boolean affine = !"none".equals(spec.get("affine").asText());
         INDArray x = load(dir, "x").castTo(type);
         GroupNormalization conf = new GroupNormalization.Builder()
@@ -75,9 +78,10 @@ class PyTorchParityTest {
         }
     }
 
-    private static boolean hasActivation(File dir) {
+    /** A case's case.json: layout, shape, channels, groups, eps, affine and, when it has one, its activation. */
+    private static JsonNode readCase(File dir) {
         try {
-            return new ObjectMapper().readTree(new File(dir, "case.json")).has("activation");
+            return new ObjectMapper().readTree(new File(dir, "case.json"));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

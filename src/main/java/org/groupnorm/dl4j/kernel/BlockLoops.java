@@ -243,8 +243,8 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     /*
      * The gates are written with Math.max/min, which C2 vectorizes, instead of a comparison, which it compiles to a
      * branch per element (JDK 17 does not vectorize a conditional): with the pre-activation's sign random, the branch
-     * mispredicted half the time and fused ReLU took 3.3 ms forward and 6.0 ms backward at 8x64x56x56 where plain
-     * GroupNorm takes 0.5 and 0.65 ms; written this way, 0.7-0.9 and 1.3-1.7 ms.
+     * mispredicted half the time and GN+ReLU forward+backward took 14.5 ms at 8x64x56x56, 11x plain GroupNorm;
+     * written this way, 2.5 ms, 1.7x (docs/PERFORMANCE.md).
      */
 
     /** A ReLU/LeakyReLU applied to values in place: v for v > 0, negativeSlope * v otherwise (each term exact). */

@@ -221,9 +221,9 @@ final class FloatChannelsLast {
             Coefficients.backward(stats.mean[unit], stats.rstd[unit], geo.slabSize, gamma, g * geo.perGroup,
                     (g + 1) * geo.perGroup, sumDy, sumDyCentered, sumsBase, dyScale, xScale, constant);
         }
-        float[] dyScales = narrowed(Scratch.FloatSlot.DY_SCALE, dyScale, c0, width);
-        float[] xScales = narrowed(Scratch.FloatSlot.X_SCALE, xScale, c0, width);
-        float[] constants = narrowed(Scratch.FloatSlot.CONSTANT, constant, c0, width);
+        float[] dyScales = narrow(dyScale, c0, width, Scratch.floats(Scratch.FloatSlot.DY_SCALE, width));
+        float[] xScales = narrow(xScale, c0, width, Scratch.floats(Scratch.FloatSlot.X_SCALE, width));
+        float[] constants = narrow(constant, c0, width, Scratch.floats(Scratch.FloatSlot.CONSTANT, width));
         loops.rowInputGradient(in, gradient, gradIn, start, geo.channels, geo.positions, width, anchors, gate,
                 dyScales, xScales, constants);
     }
@@ -237,16 +237,15 @@ final class FloatChannelsLast {
                                             GroupStats stats, float[] scales, float[] offsets) {
         double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
         double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);
-        int c0 = g0 * geo.perGroup;
         for (int g = g0; g < g1; g++) {
             int unit = n * geo.groups + g;
             Coefficients.forward(stats.mean[unit], stats.rstd[unit], gamma, beta, g * geo.perGroup,
                     (g + 1) * geo.perGroup, scale, offset);
-            for (int c = g * geo.perGroup; c < (g + 1) * geo.perGroup; c++) {
-                scales[c - c0] = (float) scale[c];
-                offsets[c - c0] = (float) offset[c];
-            }
         }
+        int c0 = g0 * geo.perGroup;
+        int width = (g1 - g0) * geo.perGroup;
+        narrow(scale, c0, width, scales);
+        narrow(offset, c0, width, offsets);
     }
 
     /**
@@ -297,9 +296,8 @@ final class FloatChannelsLast {
         return (a + b - 1) / b;
     }
 
-    /** {@code values[c0 ... c0 + width)} as floats from index 0, in the given slot. */
-    private static float[] narrowed(Scratch.FloatSlot slot, double[] values, int c0, int width) {
-        float[] floats = Scratch.floats(slot, width);
+    /** {@code values[c0 ... c0 + width)} as floats into {@code floats} from index 0; returns {@code floats}. */
+    private static float[] narrow(double[] values, int c0, int width, float[] floats) {
         for (int c = 0; c < width; c++) {
             floats[c] = (float) values[c0 + c];
         }

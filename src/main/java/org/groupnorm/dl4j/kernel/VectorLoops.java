@@ -347,10 +347,11 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     /*
      * The row loops walk a block row by row over tiles of whole vectors, the tile's coefficients and sums held in
      * registers: a tile's part of a row is one contiguous run, where walking one vector's column down the rows reads
-     * one cache line per row (forward at 8x64x56x56 NHWC went from 1.21x to 0.93x the channels-first time). Forward
-     * tiles are four vectors wide; backward holds more vectors per column (gate coefficients, two sums and their
-     * partials, three dx coefficients), so its tiles are two: four ran out of registers and were 12x slower. Columns
-     * past the last whole tile go one vector at a time down the rows, in chunks so that the rows stay in cache.
+     * one cache line per row (NHWC forward+backward at 8x64x56x56 went from 1.25-1.37x to 1.04-1.15x the
+     * channels-first time: docs/PERFORMANCE.md). Forward tiles are four vectors wide; backward holds more vectors per
+     * column (gate coefficients, two sums and their partials, three dx coefficients), so its tiles are two: four ran
+     * out of registers and were an order of magnitude slower. Columns past the last whole tile go one vector at a time
+     * down the rows, in chunks so that the rows stay in cache.
      */
 
     @Override
