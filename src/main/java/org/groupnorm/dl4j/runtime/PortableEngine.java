@@ -7,7 +7,6 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.controlflow.Select;
-import org.nd4j.linalg.api.ops.impl.reduce.floating.SquaredNorm;
 import org.nd4j.linalg.api.ops.impl.reduce3.Dot;
 import org.nd4j.linalg.api.ops.impl.transforms.floating.RSqrt;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
@@ -15,35 +14,43 @@ import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.SubOp;
 import org.nd4j.linalg.api.shape.Shape;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.BooleanIndexing;
 import org.nd4j.linalg.indexing.NDArrayIndex;
+import org.nd4j.linalg.indexing.conditions.Conditions;
 import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * The backend-neutral engine: GroupNorm forward and analytic backward as ND4J operations on whole arrays, so it runs
  * wherever ND4J runs (it is what CUDA executes). Temporaries live in the layer's working-memory workspaces; every
- * full-size step is one operation that writes in place or into an array it was given (fresh allocations cost more
- * than the arithmetic), and broadcasts are the custom ops that take their output (ND4J's legacy in-place broadcasts
- * cost 2-4x as much on the CPU).
+ * full-size step is one operation that writes into an array it was given (fresh allocations cost more than the
+ * arithmetic), and broadcasts are the custom ops that take their output, never the array they read (ND4J's
+ * broadcasts in place cost 2-4x as much on the CPU).
  *
  * <p>The arithmetic is the kernel's: per (example, group) the values are shifted by one present sample (a constant
- * group then gives exactly beta, and float sums stay small when |mean| &gt;&gt; std), the mean and the biased
- * variance of the centered values are taken over the present elements, and backward computes
- * {@code dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy * xhat))} over the group from per-channel sums. Forward
- * keeps each group's mean and 1/std (with the layer's input, as DL4J's BatchNorm keeps its own), so backward reads x
- * once to center it instead of recomputing them. Statistics are in float32 for half-precision input (float64 input
- * stays float64). Padded positions (mask 0) are replaced by 0 before anything reads them, so no value there, NaN
- * included, reaches the statistics; they output 0 and receive 0.
+ * group then gives exactly beta, and sums stay small when |mean| &gt;&gt; std), the mean and the biased variance are
+ * taken over the present elements from one pass of sums of the shifted values and their squares, and
+ * {@code y = (x - shift) * scale_c + offset_c}. Backward computes
+ * {@code dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy * xhat))} over the group from per-channel sums. Every sum
+ * accumulates in double (a group can hold millions of elements). Forward keeps each group's mean and 1/std (with the
+ * layer's input, as DL4J's BatchNorm keeps its own), so backward reads x once to center it instead of recomputing
+ * them; it centers on the mean rounded to the compute type and folds the rounding into its coefficients, so a mean
+ * that dwarfs the standard deviation costs no accuracy. The compute type is float32 for half-precision input (float64
+ * input stays float64). Padded positions (mask 0) are replaced by 0 before anything reads them, so no value there,
+ * NaN included, reaches the statistics; they output 0 and receive 0.
  */
 final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics> {
 
-    /** Each (example, group)'s mean and 1/sqrt(var + eps), [N, G, 1] in the compute type. */
+    /**
+     * Each (example, group)'s mean, [N, G, 1] in double (backward centers x on it rounded to the compute type and
+     * corrects its sums for the rounding), and 1/sqrt(var + eps), [N, G, 1] in the compute type.
+     */
     record Statistics(INDArray mean, INDArray rstd) {
 
         /** Room for a call's statistics in the current workspace. */
         static Statistics allocate(GroupNormCall call) {
-            DataType type = Groups.computeType(call.x());
             long[] shape = {call.x().size(0), call.groups(), 1};
-            return new Statistics(Nd4j.createUninitialized(type, shape), Nd4j.createUninitialized(type, shape));
+            return new Statistics(Nd4j.createUninitialized(DataType.DOUBLE, shape),
+                    Nd4j.createUninitialized(Groups.computeType(call.x()), shape));
         }
 
         /** Room for a call's statistics in the workspace of the layer's input (see {@link #keepsStatistics}). */
@@ -61,20 +68,19 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         try (MemoryWorkspace ignored = workspaceMgr.notifyScopeEntered(ArrayType.FF_WORKING_MEM)) {
             Groups groups = Groups.of(call);
             Statistics stats = kept != null ? kept : Statistics.allocate(call);
-            INDArray centered = Nd4j.createUninitialized(groups.computeType(), groups.grouped());
-            statistics(groups, groups.grouped(call.x()), call.eps(), centered, stats);
-            // y = centered * (rstd * gamma_c) + beta_c: one scale per (example, channel), then one shift per channel.
-            INDArray rows = centered.reshape(groups.rows());
-            INDArray out = groups.writesDirectly(y) ? y.reshape(groups.rows()) : rows;
-            Nd4j.exec(new MulOp(rows, channelScale(stats.rstd(), call.gamma(), groups), out));
-            if (call.beta() != null) {
-                Nd4j.exec(new AddOp(out, perChannelParameter(call.beta(), groups), out));
-            }
+            INDArray out = groups.writesDirectly(y) ? y.reshape(groups.rows())
+                    : Nd4j.createUninitialized(groups.computeType(), groups.rows());
+            // out holds x - shift until it is overwritten with y = (x - shift) * scale_c + offset_c, where
+            // scale_c = rstd * gamma_c and offset_c = beta_c - (mean - shift) * scale_c (the kernel's formula).
+            INDArray meanOffset = statistics(groups, groups.grouped(call.x()), call.eps(),
+                    out.reshape(groups.grouped()), stats);
+            INDArray scale = channelScale(stats.rstd(), call.gamma(), groups);
+            affine(out, scale, channelOffset(meanOffset, scale, call.beta(), groups), out);
             if (!call.hasIdentityActivation()) {
                 call.activation().getActivation(out, true);   // in place
             }
-            if ((call.beta() != null || !call.hasIdentityActivation()) && groups.presence() != null) {
-                out.muli(groups.presence().reshape(groups.rows()));   // padding outputs 0, not beta or act(beta)
+            if (groups.presence() != null) {
+                out.muli(groups.presence().reshape(groups.rows()));   // padding outputs 0, not the offset or act(it)
             }
             if (!groups.writesDirectly(y)) {
                 groups.writeInLayout(out, y);
@@ -90,27 +96,34 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
                 call.x().shape(), 'c');
         try (MemoryWorkspace ignored = workspaceMgr.notifyScopeEntered(ArrayType.BP_WORKING_MEM)) {
             Groups groups = Groups.of(call);
+            INDArray x = groups.grouped(call.x());
             INDArray grouped = Nd4j.createUninitialized(groups.computeType(), groups.grouped());   // x - mean
             Statistics stats = forwardStats;
             if (stats == null) {
                 stats = Statistics.allocate(call);
-                statistics(groups, groups.grouped(call.x()), call.eps(), grouped, stats);
-            } else {
-                groups.center(groups.grouped(call.x()), stats.mean(), grouped);
+                statistics(groups, x, call.eps(), grouped, stats);
             }
+            // Centered on the mean rounded to the compute type; the sums are corrected for the rounding below.
+            INDArray anchor = stats.mean().castTo(groups.computeType());
+            groups.center(x, anchor, grouped);
+            INDArray residual = stats.mean().sub(anchor.castTo(DataType.DOUBLE))
+                    .reshape(groups.examples(), groups.count());                            // mean - anchor
             INDArray centered = grouped.reshape(groups.rows());                              // [N, C, S]
+            INDArray out = groups.writesDirectly(dx) ? dx.reshape(groups.rows())
+                    : Nd4j.createUninitialized(groups.computeType(), groups.rows());
             INDArray gradOut = groups.rowsOf(dy);                                            // [N, C, S], may be dy
             INDArray scale = channelScale(stats.rstd(), call.gamma(), groups);               // [N, C, 1]
             if (!call.hasIdentityActivation()) {
-                gradOut = throughActivation(call, groups, centered, scale, gradOut);
+                INDArray offset = channelOffset(groups.perGroupCoefficient(residual), scale, call.beta(), groups);
+                gradOut = throughActivation(call, groups, centered, scale, offset, gradOut);
             }
             // Per (example, channel): sum of dy and sum of dy * (x - mean). xhat = (x - mean) * rstd.
-            INDArray sumDy = gradOut.sum(2);                                                 // [N, C]
-            INDArray sumDyCentered = Nd4j.createUninitialized(groups.computeType(), groups.examples(),
-                    groups.channels());
-            Nd4j.exec(new Dot(gradOut, centered, sumDyCentered, 2));
-            INDArray sumDyXhat = sumDyCentered.muli(groups.perChannel(stats.rstd())
-                    .reshape(groups.examples(), groups.channels()));
+            // In double from here on, until the coefficients of the full-size operations.
+            INDArray rstd = stats.rstd().castTo(DataType.DOUBLE).reshape(groups.examples(), groups.count());
+            INDArray sumDy = sumsInDouble(gradOut);                                         // [N, C]
+            INDArray sumDyXhat = dotsInDouble(gradOut, centered)
+                    .subi(sumDy.mul(groups.perChannel(residual).reshape(groups.examples(), groups.channels())))
+                    .muli(groups.perChannel(rstd).reshape(groups.examples(), groups.channels()));
             if (dBeta != null) {
                 dBeta.assign(sumDy.sum(0));
             }
@@ -118,20 +131,22 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
                 dGamma.assign(sumDyXhat.sum(0));
             }
             if (call.gamma() != null) {
-                INDArray gamma = call.gamma().castTo(groups.computeType()).reshape(1, -1);
+                INDArray gamma = call.gamma().castTo(DataType.DOUBLE).reshape(1, -1);
                 sumDy.muli(gamma);
                 sumDyXhat.muli(gamma);
             }
             long[] byGroup = {groups.examples(), groups.count(), groups.channels() / groups.count()};
-            INDArray meanDy = groups.perPresentElement(sumDy.reshape(byGroup).sum(true, 2));           // [N, G, 1]
-            INDArray meanDyXhat = groups.perPresentElement(sumDyXhat.reshape(byGroup).sum(true, 2));   // [N, G, 1]
-            // dx = rstd * gamma_c * dy - rstd * meanDy - (x - mean) * rstd^2 * meanDyXhat
-            INDArray centeredScale = meanDyXhat.muli(stats.rstd()).muli(stats.rstd()).negi();
-            INDArray constant = meanDy.muli(stats.rstd()).negi();
-            Nd4j.exec(new MulOp(grouped, centeredScale, grouped));
-            Nd4j.exec(new AddOp(grouped, constant, grouped));
-            INDArray out = groups.writesDirectly(dx) ? dx.reshape(groups.rows())
-                    : Nd4j.createUninitialized(groups.computeType(), groups.rows());
+            INDArray meanDy = groups.perPresentElement(sumDy.reshape(byGroup).sum(2));           // [N, G]
+            INDArray meanDyXhat = groups.perPresentElement(sumDyXhat.reshape(byGroup).sum(2));   // [N, G]
+            // dx = rstd * gamma_c * dy - rstd * meanDy - (x - mean) * rstd^2 * meanDyXhat, with x - mean taken as
+            // (x - anchor) - residual. The group terms go into grouped through out (a broadcast in place takes 2-3x
+            // as long), then out gets the dy term.
+            INDArray centeredScale = meanDyXhat.muli(rstd).muli(rstd).negi();
+            INDArray constant = meanDy.muli(rstd).negi().subi(centeredScale.mul(residual));
+            centeredScale = groups.perGroupCoefficient(centeredScale);
+            constant = groups.perGroupCoefficient(constant);
+            Nd4j.exec(new MulOp(grouped, centeredScale, out.reshape(groups.grouped())));
+            Nd4j.exec(new AddOp(out.reshape(groups.grouped()), constant, grouped));
             Nd4j.exec(new MulOp(gradOut, scale, out));
             Nd4j.exec(new AddOp(out, centered, out));
             if (groups.presence() != null) {
@@ -146,15 +161,12 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
 
     /**
      * The output gradient taken back through the layer's activation, [N, C, S]: the activation's own backprop at the
-     * pre-activation value (recomputed from forward's formula), 0 at padded positions.
+     * pre-activation value (forward's formula on {@code centered}), 0 at padded positions.
      */
     private static INDArray throughActivation(GroupNormCall call, Groups groups, INDArray centered, INDArray scale,
-                                              INDArray gradOut) {
+                                              INDArray offset, INDArray gradOut) {
         INDArray pre = Nd4j.createUninitialized(groups.computeType(), groups.rows());
-        Nd4j.exec(new MulOp(centered, scale, pre));
-        if (call.beta() != null) {
-            Nd4j.exec(new AddOp(pre, perChannelParameter(call.beta(), groups), pre));
-        }
+        affine(centered, scale, offset, pre);
         INDArray gradient = call.activation().backprop(pre, gradOut.castTo(groups.computeType())).getFirst();
         if (groups.presence() != null) {
             gradient.muli(groups.presence().reshape(groups.rows()));
@@ -168,28 +180,69 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         return gamma == null ? perChannel : perChannel.mul(perChannelParameter(gamma, groups));
     }
 
+    /**
+     * beta_c - m * scale_c per (example, channel), [N, C, 1]: the term that completes {@code (x - center) * scale_c}
+     * to the layer's output, where m ([N, G, 1]) is each group's mean minus the value x was centered on.
+     */
+    private static INDArray channelOffset(INDArray meanMinusCenter, INDArray scale, INDArray beta, Groups groups) {
+        INDArray offset = groups.perChannel(meanMinusCenter).mul(scale).negi();
+        return beta == null ? offset : offset.addi(perChannelParameter(beta, groups));
+    }
+
     /** A per-channel parameter as [1, C, 1] in the compute type. */
     private static INDArray perChannelParameter(INDArray parameter, Groups groups) {
         return parameter.castTo(groups.computeType()).reshape(1, -1, 1);
     }
 
     /**
-     * Fills {@code centered} ([N, G, L]) with x minus its group's mean over the present elements (0 at padding), and
-     * {@code stats} with each group's mean and 1/sqrt(var + eps).
+     * Fills {@code centered} ([N, G, L]) with x minus one present sample of its group (0 at padding), and
+     * {@code stats} with each group's mean and 1/sqrt(var + eps) over the present elements, from one pass of sums of
+     * the shifted values and their squares, accumulated in double (as the kernel's {@code ShiftedMoments}: a constant
+     * group has variance exactly 0, and sums stay small when |mean| &gt;&gt; std).
      *
      * @param grouped x as [N, G, L], channels first, padding zeroed
+     * @return each group's mean minus its shift, [N, G, 1] in the compute type
      */
-    private static void statistics(Groups groups, INDArray grouped, double eps, INDArray centered, Statistics stats) {
-        groups.shiftInto(grouped, stats.mean());
-        groups.center(grouped, stats.mean(), centered);
-        INDArray meanOfCentered = groups.perPresentElement(centered.sum(true, 2));
-        Nd4j.exec(new SubOp(centered, meanOfCentered, centered));
-        if (groups.presence() != null) {
-            centered.muli(groups.presence());
-        }
-        stats.mean().addi(meanOfCentered);
-        Nd4j.exec(new SquaredNorm(centered, stats.rstd(), true, 2));
-        Nd4j.exec(new RSqrt(groups.perPresentElement(stats.rstd()).addi(eps), stats.rstd()));
+    private static INDArray statistics(Groups groups, INDArray grouped, double eps, INDArray centered,
+                                       Statistics stats) {
+        INDArray shift = Nd4j.createUninitialized(groups.computeType(), stats.mean().shape());
+        groups.shiftInto(grouped, shift);
+        groups.center(grouped, shift, centered);
+        INDArray meanOffset = groups.perPresentElement(sumsInDouble(centered));                      // [N, G]
+        INDArray variance = groups.perPresentElement(dotsInDouble(centered, centered))
+                .subi(meanOffset.mul(meanOffset));
+        // Rounding can leave a tiny negative variance, which counts as 0 (NaN stays NaN).
+        BooleanIndexing.replaceWhere(variance, 0.0, Conditions.lessThan(0.0));
+        Nd4j.exec(new RSqrt(variance.addi(eps), variance));
+        stats.rstd().assign(variance.reshape(stats.rstd().shape()));
+        stats.mean().assign(shift).addi(meanOffset.reshape(stats.mean().shape()));
+        return meanOffset.castTo(groups.computeType()).reshape(stats.mean().shape());
+    }
+
+    /** Sums of a [R0, R1, K] array along its last axis, [R0, R1] in double: see {@link #dotsInDouble}. */
+    private static INDArray sumsInDouble(INDArray values) {
+        return dotsInDouble(values, Nd4j.ones(values.dataType(), values.size(2)));
+    }
+
+    /**
+     * Dot products along the last axis of {@code a} ([R0, R1, K]) with {@code b} (the same shape, or one [K] row for
+     * every row of a), [R0, R1] in double. ND4J's sums add in the array's own type, which in float loses digits
+     * over the millions of elements a group can hold; its dot product accumulates in the type of its result.
+     */
+    private static INDArray dotsInDouble(INDArray a, INDArray b) {
+        INDArray dots = Nd4j.createUninitialized(DataType.DOUBLE, a.size(0), a.size(1));
+        Nd4j.exec(new Dot(a, b, dots, 2));
+        return dots;
+    }
+
+    /**
+     * {@code out = in * scale + offset} with [N, C, 1] coefficients on [N, C, S] rows; out may be in. Through a
+     * working array because ND4J's broadcasts take 2-3x as long writing in place as into another array.
+     */
+    private static void affine(INDArray in, INDArray scale, INDArray offset, INDArray out) {
+        INDArray scaled = Nd4j.createUninitialized(in.dataType(), in.shape());
+        Nd4j.exec(new MulOp(in, scale, scaled));
+        Nd4j.exec(new AddOp(scaled, offset, out));
     }
 
     /**
@@ -211,7 +264,8 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
      * group. "Rows" are [N, C, S], channels first.
      *
      * @param presence     1 where present and 0 at padding, [N, G, L], or null without a mask
-     * @param present      how many elements of each group are present, [N, 1, 1], or null without a mask (all are)
+     * @param present      how many elements of each group are present, [N, 1] in double, or null without a mask (all
+     *                     are)
      * @param firstPresent each example's first present position, or null without a mask
      */
     private record Groups(TensorLayout layout, long[] channelsFirstShape, int count, DataType computeType,
@@ -237,7 +291,8 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             INDArray positionPresent = call.mask().neq(0).castTo(computeType).reshape(examples, 1, positions);
             INDArray presence = positionPresent.broadcast(examples, channelsFirst[1], positions)
                     .reshape(examples, call.groups(), perGroup);
-            INDArray perExample = positionPresent.sum(true, 2).muli(channelsFirst[1] / call.groups());
+            INDArray perExample = positionPresent.sum(2).castTo(DataType.DOUBLE).reshape(examples, 1)
+                    .muli(channelsFirst[1] / call.groups());
             INDArray present = Transforms.max(perExample, 1.0, false);   // an all-padding example: 0 / 1, not NaN
             // One argmax and one small transfer, not a host read per position (each a device sync on CUDA). An
             // all-padding example gets 0: its group is all zeros whatever the shift.
@@ -329,9 +384,14 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             }
         }
 
-        /** Per-group sums ([N, G, 1]) divided in place by the number of present elements in each group. */
+        /** Per-group sums ([N, G] in double) divided in place by the number of present elements in each group. */
         INDArray perPresentElement(INDArray sums) {
             return present == null ? sums.divi(channels() / count * positions()) : sums.divi(present);
+        }
+
+        /** A per-(example, group) coefficient ([N, G] in double) as [N, G, 1] in the compute type. */
+        INDArray perGroupCoefficient(INDArray perGroup) {
+            return perGroup.castTo(computeType).reshape(examples(), count, 1);
         }
 
         /**
