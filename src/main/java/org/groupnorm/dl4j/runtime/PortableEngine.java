@@ -24,7 +24,7 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  * wherever ND4J runs (it is what CUDA executes). Temporaries live in the layer's working-memory workspaces; every
  * full-size step is one operation that writes into an array it was given (fresh allocations cost more than the
  * arithmetic), and broadcasts are the custom ops that take their output, never the array they read (ND4J's
- * broadcasts in place cost 2-4x as much on the CPU).
+ * broadcasts in place take 2-3x as long on the CPU).
  *
  * <p>The arithmetic is the kernel's: per (example, group) the values are shifted by one present sample (a constant
  * group then gives exactly beta, and sums stay small when |mean| &gt;&gt; std), the mean and the biased variance are
