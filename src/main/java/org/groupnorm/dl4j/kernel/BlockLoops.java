@@ -10,15 +10,36 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * indices: the only form HotSpot's auto-vectorizer (C2, JDK 17) turns into SIMD code. A loop that reads
  * {@code x[offset + i]} or adds into a scalar stays scalar, about eight times slower. The reductions therefore add
  * into {@value #BLOCK} float lanes, which are added into double at least every {@value #BLOCKS_PER_FLUSH} blocks.
- * Channels-last rows are copied into a row buffer one at a time and combined with the per-column coefficient
- * arrays at equal indices, for the same reason.
+ * Channels-last rows are copied side by side into bundles of about {@value #BUNDLE} floats and combined with
+ * per-column coefficient arrays repeated once per row, at equal indices, for the same reason.
  */
 final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     private static final int BLOCK = 256;
     private static final int BLOCKS_PER_FLUSH = 16;
+    /**
+     * Floats in a bundle of channels-last rows. A row is only as long as its block is wide (tens of channels), and
+     * C2 likely runs a loop that short mostly in its scalar pre- and post-loops: one row at a time, channels-last
+     * forward+backward took 4.3x channels-first at 2x256x56x56 (80-channel blocks; docs/PERFORMANCE.md). Rows are
+     * processed side by side in bundles instead, against per-column coefficients repeated once per row. As many
+     * floats as a channels-first block: bundles of 1024 measured slower at 8x64x56x56 in a throwaway harness.
+     */
+    private static final int BUNDLE = BLOCK;
+    /** Repeated coefficient arrays a row loop needs at most: four of its own and the gate's two. */
+    private static final int REPEAT_SLOTS = 6;
 
     private static final ThreadLocal<Blocks> BLOCKS = ThreadLocal.withInitial(Blocks::new);
+
+    /**
+     * A whole example: these loops copy every row of a block, and a narrow block's rows lie a full row apart. At
+     * 2x256x56x56, blocks of 80 of the 256 channels (1 MiB, the Vector API loops' choice) measured clearly slower
+     * than whole rows, whose bundles are one copy each (a throwaway harness; the benchmark's figures for whole rows
+     * are in docs/PERFORMANCE.md).
+     */
+    @Override
+    public int channelsLastBlockFloats() {
+        return Integer.MAX_VALUE;
+    }
 
     @Override
     public FloatBuffer view(INDArray array) {
@@ -147,17 +168,19 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     public void rowMoments(FloatBuffer x, int from, int stride, int rows, int width, float[] shift, float[] sums,
                            float[] squares) {
         Blocks b = BLOCKS.get();
-        float[] row = b.row(width);
-        float[] partialSums = b.partialSums(width);
-        float[] partialSquares = b.partialProducts(width);
+        int perBundle = rowsPerBundle(width, rows);
+        float[] bundle = b.bundle(perBundle * width);
+        float[] shifts = b.repeated(0, shift, width, perBundle);
+        float[] partialSums = b.partialSums(perBundle * width);
+        float[] partialSquares = b.partialProducts(perBundle * width);
         Arrays.fill(sums, 0, width, 0);
         Arrays.fill(squares, 0, width, 0);
-        for (int r = 0; r < rows; r++) {
-            x.get(from + r * stride, row, 0, width);
-            addRowMoments(row, shift, partialSums, partialSquares, width);
-            if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
-                moveInto(partialSums, sums, width);
-                moveInto(partialSquares, squares, width);
+        for (int r = 0, bundles = 1; r < rows; r += perBundle, bundles++) {
+            int length = read(x, from + r * stride, stride, Math.min(perBundle, rows - r), width, bundle);
+            addRowMoments(bundle, shifts, partialSums, partialSquares, length);
+            if (bundles % ROWS_PER_PARTIAL == 0 || r + perBundle >= rows) {
+                foldInto(partialSums, sums, width, perBundle);
+                foldInto(partialSquares, squares, width, perBundle);
             }
         }
     }
@@ -165,14 +188,20 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     @Override
     public void rowNormalize(FloatBuffer x, FloatBuffer y, int from, int stride, int rows, int width, float[] anchor,
                              float[] scale, float[] offset, RowGate gate) {
-        float[] row = BLOCKS.get().row(width);
-        for (int r = 0; r < rows; r++) {
-            x.get(from + r * stride, row, 0, width);
-            normalizeRow(row, anchor, scale, offset, width);
+        Blocks b = BLOCKS.get();
+        int perBundle = rowsPerBundle(width, rows);
+        float[] bundle = b.bundle(perBundle * width);
+        float[] anchors = b.repeated(0, anchor, width, perBundle);
+        float[] scales = b.repeated(1, scale, width, perBundle);
+        float[] offsets = b.repeated(2, offset, width, perBundle);
+        for (int r = 0; r < rows; r += perBundle) {
+            int count = Math.min(perBundle, rows - r);
+            int length = read(x, from + r * stride, stride, count, width, bundle);
+            normalizeRow(bundle, anchors, scales, offsets, length);
             if (gate != null) {
-                gateValues(row, gate.negativeSlope(), width);
+                gateValues(bundle, gate.negativeSlope(), length);
             }
-            y.put(from + r * stride, row, 0, width);
+            write(bundle, count, width, y, from + r * stride, stride);
         }
     }
 
@@ -180,22 +209,26 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     public void rowGradientSums(FloatBuffer x, FloatBuffer dy, int from, int stride, int rows, int width,
                                 float[] anchor, RowGate gate, float[] sums, float[] products) {
         Blocks b = BLOCKS.get();
-        float[] row = b.row(width);
-        float[] gradRow = b.gradRow(width);
-        float[] partialSums = b.partialSums(width);
-        float[] partialProducts = b.partialProducts(width);
+        int perBundle = rowsPerBundle(width, rows);
+        float[] bundle = b.bundle(perBundle * width);
+        float[] gradBundle = b.gradBundle(perBundle * width);
+        float[] anchors = b.repeated(0, anchor, width, perBundle);
+        RowGate gated = gate == null ? null : b.repeated(gate, width, perBundle);
+        float[] partialSums = b.partialSums(perBundle * width);
+        float[] partialProducts = b.partialProducts(perBundle * width);
         Arrays.fill(sums, 0, width, 0);
         Arrays.fill(products, 0, width, 0);
-        for (int r = 0; r < rows; r++) {
-            x.get(from + r * stride, row, 0, width);
-            dy.get(from + r * stride, gradRow, 0, width);
-            if (gate != null) {
-                gateRow(row, gradRow, anchor, gate, width);
+        for (int r = 0, bundles = 1; r < rows; r += perBundle, bundles++) {
+            int count = Math.min(perBundle, rows - r);
+            int length = read(x, from + r * stride, stride, count, width, bundle);
+            read(dy, from + r * stride, stride, count, width, gradBundle);
+            if (gated != null) {
+                gateRow(bundle, gradBundle, anchors, gated, length);
             }
-            addRowGradientSums(row, gradRow, anchor, partialSums, partialProducts, width);
-            if (r % ROWS_PER_PARTIAL == ROWS_PER_PARTIAL - 1 || r == rows - 1) {
-                moveInto(partialSums, sums, width);
-                moveInto(partialProducts, products, width);
+            addRowGradientSums(bundle, gradBundle, anchors, partialSums, partialProducts, length);
+            if (bundles % ROWS_PER_PARTIAL == 0 || r + perBundle >= rows) {
+                foldInto(partialSums, sums, width, perBundle);
+                foldInto(partialProducts, products, width, perBundle);
             }
         }
     }
@@ -205,37 +238,77 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
                                  int width, float[] anchor, RowGate gate, float[] dyScale, float[] xScale,
                                  float[] constant) {
         Blocks b = BLOCKS.get();
-        float[] row = b.row(width);
-        float[] gradRow = b.gradRow(width);
-        for (int r = 0; r < rows; r++) {
-            x.get(from + r * stride, row, 0, width);
-            dy.get(from + r * stride, gradRow, 0, width);
-            if (gate != null) {
-                gateRow(row, gradRow, anchor, gate, width);
+        int perBundle = rowsPerBundle(width, rows);
+        float[] bundle = b.bundle(perBundle * width);
+        float[] gradBundle = b.gradBundle(perBundle * width);
+        float[] anchors = b.repeated(0, anchor, width, perBundle);
+        float[] dyScales = b.repeated(1, dyScale, width, perBundle);
+        float[] xScales = b.repeated(2, xScale, width, perBundle);
+        float[] constants = b.repeated(3, constant, width, perBundle);
+        RowGate gated = gate == null ? null : b.repeated(gate, width, perBundle);
+        for (int r = 0; r < rows; r += perBundle) {
+            int count = Math.min(perBundle, rows - r);
+            int length = read(x, from + r * stride, stride, count, width, bundle);
+            read(dy, from + r * stride, stride, count, width, gradBundle);
+            if (gated != null) {
+                gateRow(bundle, gradBundle, anchors, gated, length);
             }
-            inputGradientRow(row, gradRow, anchor, dyScale, xScale, constant, width);
-            dx.put(from + r * stride, row, 0, width);
+            inputGradientRow(bundle, gradBundle, anchors, dyScales, xScales, constants, length);
+            write(bundle, count, width, dx, from + r * stride, stride);
         }
     }
 
-    /** total += partial, then partial = 0. */
-    private static void moveInto(float[] partial, float[] total, int width) {
-        for (int c = 0; c < width; c++) {
-            total[c] += partial[c];
-            partial[c] = 0;
+    /** How many rows go into one bundle: enough for a long loop, no more than there are. */
+    private static int rowsPerBundle(int width, int rows) {
+        return Math.max(1, Math.min(rows, BUNDLE / width));
+    }
+
+    /**
+     * Copies {@code count} rows of {@code width} floats, {@code stride} apart, side by side into the bundle: in one
+     * copy when they are adjacent (a block as wide as the example).
+     */
+    private static int read(FloatBuffer source, int from, int stride, int count, int width, float[] bundle) {
+        if (stride == width) {
+            source.get(from, bundle, 0, count * width);
+        } else {
+            for (int i = 0; i < count; i++) {
+                source.get(from + i * stride, bundle, i * width, width);
+            }
+        }
+        return count * width;
+    }
+
+    /** Copies the bundle's first {@code count} rows back to rows {@code stride} apart, as {@link #read} reads them. */
+    private static void write(float[] bundle, int count, int width, FloatBuffer target, int from, int stride) {
+        if (stride == width) {
+            target.put(from, bundle, 0, count * width);
+        } else {
+            for (int i = 0; i < count; i++) {
+                target.put(from + i * stride, bundle, i * width, width);
+            }
         }
     }
 
-    private static void addRowMoments(float[] x, float[] shift, float[] sums, float[] squares, int width) {
-        for (int c = 0; c < width; c++) {
+    /** Adds each of the bundle's {@code rows} partial rows into total, column by column, and clears them. */
+    private static void foldInto(float[] partial, float[] total, int width, int rows) {
+        for (int i = 0; i < rows; i++) {
+            for (int c = 0; c < width; c++) {
+                total[c] += partial[i * width + c];
+                partial[i * width + c] = 0;
+            }
+        }
+    }
+
+    private static void addRowMoments(float[] x, float[] shift, float[] sums, float[] squares, int length) {
+        for (int c = 0; c < length; c++) {
             float d = x[c] - shift[c];
             sums[c] += d;
             squares[c] += d * d;
         }
     }
 
-    private static void normalizeRow(float[] x, float[] anchor, float[] scale, float[] offset, int width) {
-        for (int c = 0; c < width; c++) {
+    private static void normalizeRow(float[] x, float[] anchor, float[] scale, float[] offset, int length) {
+        for (int c = 0; c < length; c++) {
             x[c] = (x[c] - anchor[c]) * scale[c] + offset[c];
         }
     }
@@ -254,19 +327,19 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         }
     }
 
-    /** dy (the row buffer), in place, through the gate at the row's pre-activation. */
-    private static void gateRow(float[] x, float[] dy, float[] anchor, RowGate gate, int width) {
+    /** dy (the bundle), in place, through the gate at the bundle's pre-activation. */
+    private static void gateRow(float[] x, float[] dy, float[] anchor, RowGate gate, int length) {
         float[] scale = gate.scale();
         float[] offset = gate.offset();
         float negativeSlope = gate.negativeSlope();
-        for (int c = 0; c < width; c++) {
+        for (int c = 0; c < length; c++) {
             dy[c] *= gateFactor((x[c] - anchor[c]) * scale[c] + offset[c], negativeSlope);
         }
     }
 
     private static void addRowGradientSums(float[] x, float[] dy, float[] anchor, float[] sums, float[] products,
-                                           int width) {
-        for (int c = 0; c < width; c++) {
+                                           int length) {
+        for (int c = 0; c < length; c++) {
             sums[c] += dy[c];
             products[c] += dy[c] * (x[c] - anchor[c]);
         }
@@ -274,8 +347,8 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     /** Writes dx over x (the row buffer): each element is read before it is replaced. */
     private static void inputGradientRow(float[] x, float[] dy, float[] anchor, float[] dyScale, float[] xScale,
-                                         float[] constant, int width) {
-        for (int c = 0; c < width; c++) {
+                                         float[] constant, int length) {
+        for (int c = 0; c < length; c++) {
             x[c] = dyScale[c] * dy[c] + xScale[c] * (x[c] - anchor[c]) + constant[c];
         }
     }
@@ -336,27 +409,43 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         final float[] out = new float[BLOCK];
         final float[] lanesA = new float[BLOCK];
         final float[] lanesB = new float[BLOCK];
-        private float[] row = new float[0];
-        private float[] gradRow = new float[0];
+        private float[] bundle = new float[0];
+        private float[] gradBundle = new float[0];
         private float[] partialSums = new float[0];
         private float[] partialProducts = new float[0];
+        private final float[][] repeats = new float[REPEAT_SLOTS][0];
 
-        /** A channels-last row buffer of at least {@code width} floats (grows once per width). */
-        float[] row(int width) {
-            return row = atLeast(row, width);
+        /** A bundle of channels-last rows, at least {@code length} floats (grows once per length). */
+        float[] bundle(int length) {
+            return bundle = atLeast(bundle, length);
         }
 
-        float[] gradRow(int width) {
-            return gradRow = atLeast(gradRow, width);
+        float[] gradBundle(int length) {
+            return gradBundle = atLeast(gradBundle, length);
         }
 
         /** Column partial sums, zero between uses. */
-        float[] partialSums(int width) {
-            return partialSums = atLeast(partialSums, width);
+        float[] partialSums(int length) {
+            return partialSums = atLeast(partialSums, length);
         }
 
-        float[] partialProducts(int width) {
-            return partialProducts = atLeast(partialProducts, width);
+        float[] partialProducts(int length) {
+            return partialProducts = atLeast(partialProducts, length);
+        }
+
+        /** {@code source}'s first {@code width} values, {@code times} times over, in buffer {@code slot}. */
+        float[] repeated(int slot, float[] source, int width, int times) {
+            float[] target = repeats[slot] = atLeast(repeats[slot], width * times);
+            for (int i = 0; i < times; i++) {
+                System.arraycopy(source, 0, target, i * width, width);
+            }
+            return target;
+        }
+
+        /** The gate with its per-column coefficients repeated, in the last two slots. */
+        RowGate repeated(RowGate gate, int width, int times) {
+            return new RowGate(repeated(REPEAT_SLOTS - 2, gate.scale(), width, times),
+                    repeated(REPEAT_SLOTS - 1, gate.offset(), width, times), gate.negativeSlope());
         }
 
         private static float[] atLeast(float[] buffer, int length) {

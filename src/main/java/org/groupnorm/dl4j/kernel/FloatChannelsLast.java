@@ -28,12 +28,6 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  */
 final class FloatChannelsLast {
 
-    /**
-     * The most floats a block spans (1 MiB), so that it is still in cache for its second pass. Wider blocks mean
-     * longer rows per loop call: 1 MiB measured 0.84-0.96 ms forward+backward at 8x64x56x56 where 256 KiB blocks
-     * (16 of the 64 channels) took 1.01-1.18 ms; 2x256x56x56 the same either way.
-     */
-    private static final int CACHED_BLOCK_FLOATS = 256 * 1024;
     /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
     private static final int MIN_WIDTH = 16;
 
@@ -51,7 +45,7 @@ final class FloatChannelsLast {
                                            double[] beta, double eps, FusedActivation activation, GroupStats stats) {
         B in = loops.view(x);
         B out = loops.view(y);
-        forEachBlock(geo, (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, activation,
+        forEachBlock(geo, loops.channelsLastBlockFloats(), (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, activation,
                 stats));
     }
 
@@ -61,13 +55,13 @@ final class FloatChannelsLast {
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
-        forEachBlock(geo, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, beta,
+        forEachBlock(geo, loops.channelsLastBlockFloats(), (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, beta,
                 activation, stats, sumDy, sumDyCentered));
     }
 
     /** Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel. */
-    private static void forEachBlock(Geometry geo, BlockBody body) {
-        int groupsPerBlock = groupsPerBlock(geo);
+    private static void forEachBlock(Geometry geo, int blockFloats, BlockBody body) {
+        int groupsPerBlock = groupsPerBlock(geo, blockFloats);
         int blocks = ceilDiv(geo.groups, groupsPerBlock);
         Parallel.forEach(geo.examples * blocks, (long) geo.examples * geo.channels * geo.positions, unit -> {
             int firstGroup = unit % blocks * groupsPerBlock;
@@ -101,13 +95,13 @@ final class FloatChannelsLast {
 
     /**
      * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
-     * floats) stays in a core's cache between its passes, but at least {@value #MIN_WIDTH} channels wide when the
-     * example has them, so that the row loops run on whole vectors.
+     * floats) spans at most {@code blockFloats} (the loop set's {@link FloatLoops#channelsLastBlockFloats}), but at
+     * least {@value #MIN_WIDTH} channels wide when the example has them, so that the row loops run on whole vectors.
      */
-    private static int groupsPerBlock(Geometry geo) {
+    private static int groupsPerBlock(Geometry geo, int blockFloats) {
         int blocksPerExample = Math.min(geo.groups, ceilDiv(Parallel.threads(), geo.examples));
         int forThreads = ceilDiv(geo.groups, blocksPerExample);
-        int cachedWidth = Math.max(MIN_WIDTH, CACHED_BLOCK_FLOATS / geo.positions / MIN_WIDTH * MIN_WIDTH);
+        int cachedWidth = Math.max(MIN_WIDTH, blockFloats / geo.positions / MIN_WIDTH * MIN_WIDTH);
         int forCache = Math.max(1, cachedWidth / geo.perGroup);
         return Math.max(1, Math.min(forThreads, forCache));
     }

@@ -19,6 +19,12 @@ interface FloatLoops<B extends Buffer> {
     /** The array's elements, without a copy. */
     B view(INDArray array);
 
+    /**
+     * The most floats one block of a channels-last example may span (a block is a range of channels at every
+     * position); narrower blocks give more parallel work and stay in cache between passes, but have shorter rows.
+     */
+    int channelsLastBlockFloats();
+
     /** sums.plain = sum of (x - shift), sums.weighted = sum of (x - shift)^2, over [from, from + length). */
     void moments(B x, int from, int length, float shift, Sums sums);
 

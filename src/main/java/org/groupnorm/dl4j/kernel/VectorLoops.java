@@ -33,6 +33,15 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         return SPECIES.vectorBitSize() + "-bit SIMD, " + LANES + " float lanes";
     }
 
+    /**
+     * 1 MiB, so that a block is still in cache for its second pass: 1 MiB measured 0.84-0.96 ms forward+backward at
+     * 8x64x56x56 where 256 KiB blocks (16 of the 64 channels) took 1.01-1.18 ms; 2x256x56x56 the same either way.
+     */
+    @Override
+    public int channelsLastBlockFloats() {
+        return 256 * 1024;
+    }
+
     @Override
     public ByteBuffer view(INDArray array) {
         return Elements.bytes(array);
