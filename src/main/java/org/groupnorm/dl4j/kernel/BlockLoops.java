@@ -433,8 +433,14 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
             return partialProducts = atLeast(partialProducts, length);
         }
 
-        /** {@code source}'s first {@code width} values, {@code times} times over, in buffer {@code slot}. */
+        /**
+         * {@code source}'s first {@code width} values, {@code times} times over, in buffer {@code slot} (read only:
+         * source itself when once is enough, as for rows of a bundle's length or longer).
+         */
         float[] repeated(int slot, float[] source, int width, int times) {
+            if (times == 1) {
+                return source;
+            }
             float[] target = repeats[slot] = atLeast(repeats[slot], width * times);
             for (int i = 0; i < times; i++) {
                 System.arraycopy(source, 0, target, i * width, width);
