@@ -6,6 +6,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -184,22 +185,37 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     }
 
 
-    /** What {@link #sigmoidLoop} writes. */
-    private enum SigmoidOutput { SIGMOID, SWISH, SIGMOID_GRADIENT, SWISH_GRADIENT }
+    /** What {@link #sigmoidLoop} writes: the activation or its gradient, of the sigmoid or of SiLU. */
+    private enum SigmoidOutput {
+        SIGMOID(false, false), SWISH(false, true), SIGMOID_GRADIENT(true, false), SWISH_GRADIENT(true, true);
+
+        final boolean gradient;
+        final boolean swish;
+
+        SigmoidOutput(boolean gradient, boolean swish) {
+            this.gradient = gradient;
+            this.swish = swish;
+        }
+    }
 
     /**
      * The loop of the sigmoid-based activations over [from, end) (whole vectors): s = 1 / (1 + exp(-pre)), then
-     * {@code out} = s (SIGMOID), pre * s (SWISH), dy * s (1 - s) or dy * s (1 + pre (1 - s)) (their gradients).
+     * {@code out} = s (SIGMOID), pre s (SWISH), dy s (1 - s) or dy s (1 - s) pre + dy s (their gradients).
      *
      * <p>exp is Cephes' single-precision expf written out in vector operations: n = round(v / ln 2) by the
      * 1.5 * 2^23 trick, r = v - n ln 2 in two parts, e^r by a degree-7 polynomial, 2^n built in the exponent bits.
      * Within 1e-7 relative of exp over the clamped range (exp(-87.3) is still a normal float, past 88.7 float
-     * overflows; the sigmoid there is 0 or 1 to float precision either way); NaN stays NaN. The JDK's EXP calls a
-     * routine outside the loop: with it, fused SiLU forward+backward took 1.5-2.1 ms at 8x64x56x56, with this
-     * 1.1-1.2 ms. The output choice is the same for the whole loop, so it costs one predictable branch per vector.
+     * overflows; the sigmoid there is 0 or 1 to float precision either way); NaN stays NaN (the clamps compare and
+     * blend: a comparison with NaN is false). The JDK's EXP calls a routine outside the loop: with it, fused SiLU
+     * forward+backward took 1.5-2.1 ms at 8x64x56x56, with this 1.1-1.2 ms.
+     *
+     * <p>The four outputs are selected by blends under masks fixed for the whole loop, not by a branch: with a
+     * switch in the loop body, how C2 compiled it depended on which loops had run first; after a plain normalize,
+     * the SiLU forward and gradient took about 8 ns per element instead of 1.3-2 ({@code LoopOrderBenchmark}).
      */
     private static void sigmoidLoop(ByteBuffer x, ByteBuffer dy, ByteBuffer out, int from, int end, float mean,
                                     float scale, float offset, SigmoidOutput output) {
+        FloatVector zero = FloatVector.zero(SPECIES);
         FloatVector one = FloatVector.broadcast(SPECIES, 1f);
         FloatVector roundingShift = FloatVector.broadcast(SPECIES, 12582912f);   // 1.5 * 2^23
         FloatVector log2e = FloatVector.broadcast(SPECIES, 1.44269504f);
@@ -211,9 +227,14 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         FloatVector p3 = FloatVector.broadcast(SPECIES, 4.1665795894e-2f);
         FloatVector p4 = FloatVector.broadcast(SPECIES, 1.6666665459e-1f);
         FloatVector p5 = FloatVector.broadcast(SPECIES, 5.0000001201e-1f);
+        VectorMask<Float> forward = SPECIES.maskAll(!output.gradient);
+        VectorMask<Float> swish = SPECIES.maskAll(output.swish);
+        ByteBuffer gates = output.gradient ? dy : x;   // forward reads x here and blends in 1: no dy to read
         for (int i = from; i < end; i += LANES) {
             FloatVector pre = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(mean).fma(scale, offset);
-            FloatVector v = pre.neg().max(-87.3f).min(88.7f);
+            FloatVector negated = pre.neg();
+            FloatVector low = negated.blend(-87.3f, negated.compare(VectorOperators.LT, -87.3f));
+            FloatVector v = low.blend(88.7f, low.compare(VectorOperators.GT, 88.7f));
             FloatVector shifted = v.fma(log2e, roundingShift);       // 1.5 * 2^23 + n in float: n in the low bits
             FloatVector n = shifted.sub(roundingShift);
             FloatVector r = n.fma(minusLn2High, v).add(n.mul(ln2Low));
@@ -222,23 +243,11 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             FloatVector twoToN = ((IntVector) shifted.reinterpretAsInts()).sub(0x4B400000 - 127)
                     .lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
             FloatVector s = one.div(expR.mul(twoToN).add(1f));
-            FloatVector result;
-            switch (output) {
-                case SIGMOID:
-                    result = s;
-                    break;
-                case SWISH:
-                    result = pre.mul(s);
-                    break;
-                case SIGMOID_GRADIENT:
-                    result = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER).mul(s).mul(one.sub(s));
-                    break;
-                default:
-                    result = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER).mul(s)
-                            .mul(pre.mul(one.sub(s)).add(1f));
-                    break;
-            }
-            result.intoByteBuffer(out, i * Float.BYTES, ORDER);
+            // gated = dy s, sigmoidTerm = dy s (1 - s); forward s and s. SiLU: sigmoidTerm pre (+ dy s backward).
+            FloatVector gated = fromByteBuffer(SPECIES, gates, i * Float.BYTES, ORDER).blend(one, forward).mul(s);
+            FloatVector sigmoidTerm = gated.mul(one.sub(s).blend(one, forward));
+            sigmoidTerm.blend(sigmoidTerm.fma(pre, gated.blend(zero, forward)), swish)
+                    .intoByteBuffer(out, i * Float.BYTES, ORDER);
         }
     }
 
