@@ -1,7 +1,7 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.lang.ref.Reference;
-import java.nio.Buffer;
+import java.nio.ByteBuffer;
 import java.util.Locale;
 import java.util.Random;
 import org.nd4j.linalg.activations.Activation;
@@ -10,10 +10,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The kernel's Vector API loops alone, on one slab of 8x64x56x56 G=32 (2 channels x 56 x 56, in cache), one thread, in the
- * order given: HotSpot compiles a loop for the activations it has seen run, so a loop can be fast or slow depending
- * on which activations ran first. Each step is written {@code ACTIVATION} (normalize) or {@code ACTIVATION_G} (the
- * activation's gradient); each line prints nanoseconds per element of every step, per round.
+ * The kernel's Vector API loops alone, on one slab of 8x64x56x56 G=32 (2 channels x 56 x 56, in cache), one
+ * thread, in the order given: HotSpot compiles a loop for the activations it has seen run, so a loop can be fast or
+ * slow depending on which activations ran first. Each step is written {@code ACTIVATION} (normalize) or
+ * {@code ACTIVATION_G} (the activation's gradient); each line prints nanoseconds per element of every step, per
+ * round.
  *
  * <pre>
  * mvn -o -q -Djavacpp.platform=linux-x86_64 compile exec:java \
@@ -39,7 +40,7 @@ public final class LoopOrderBenchmark {
         run(new VectorLoops(), order);
     }
 
-    private static <B extends Buffer> void run(FloatLoops<B> loops, String[] order) {
+    private static void run(VectorLoops loops, String[] order) {
         Random random = new Random(1);
         INDArray x = Nd4j.createUninitialized(DataType.FLOAT, SLAB);
         INDArray dy = Nd4j.createUninitialized(DataType.FLOAT, SLAB);
@@ -48,9 +49,9 @@ public final class LoopOrderBenchmark {
             x.putScalar(i, random.nextGaussian());
             dy.putScalar(i, random.nextGaussian());
         }
-        B xs = loops.view(x);
-        B dys = loops.view(dy);
-        B outs = loops.view(out);
+        ByteBuffer xs = loops.view(x);
+        ByteBuffer dys = loops.view(dy);
+        ByteBuffer outs = loops.view(out);
         for (int round = 0; round < ROUNDS; round++) {
             StringBuilder line = new StringBuilder();
             for (String step : order) {

@@ -243,7 +243,8 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             FloatVector twoToN = ((IntVector) shifted.reinterpretAsInts()).sub(0x4B400000 - 127)
                     .lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
             FloatVector s = one.div(expR.mul(twoToN).add(1f));
-            // gated = dy s, sigmoidTerm = dy s (1 - s); forward s and s. SiLU: sigmoidTerm pre (+ dy s backward).
+            // Backward: gated = dy s, sigmoidTerm = dy s (1 - s). Forward: both are s. SiLU then adds pre times
+            // sigmoidTerm to gated (backward) or to 0 (forward).
             FloatVector gated = fromByteBuffer(SPECIES, gates, i * Float.BYTES, ORDER).blend(one, forward).mul(s);
             FloatVector sigmoidTerm = gated.mul(one.sub(s).blend(one, forward));
             sigmoidTerm.blend(sigmoidTerm.fma(pre, gated.blend(zero, forward)), swish)
