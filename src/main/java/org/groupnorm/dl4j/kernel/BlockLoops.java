@@ -1,5 +1,7 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.Arrays;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -44,6 +46,36 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     @Override
     public FloatBuffer view(INDArray array) {
         return Elements.floats(array);
+    }
+
+    /** Off-heap like the arrays' views, so that the loops only ever see one buffer class. */
+    @Override
+    public FloatBuffer allocate(int floats) {
+        return ByteBuffer.allocateDirect(floats * Float.BYTES).order(ByteOrder.nativeOrder()).asFloatBuffer();
+    }
+
+    @Override
+    public void widenHalves(ByteBuffer halves, int from, FloatBuffer floats, int length) {
+        Blocks b = BLOCKS.get();
+        for (int start = 0; start < length; start += BLOCK) {
+            int count = Math.min(BLOCK, length - start);
+            for (int i = 0; i < count; i++) {
+                b.x[i] = Elements.halfValue(halves.getShort((from + start + i) * Short.BYTES));
+            }
+            floats.put(start, b.x, 0, count);
+        }
+    }
+
+    @Override
+    public void narrowToHalves(FloatBuffer floats, ByteBuffer halves, int from, int length) {
+        Blocks b = BLOCKS.get();
+        for (int start = 0; start < length; start += BLOCK) {
+            int count = Math.min(BLOCK, length - start);
+            floats.get(start, b.x, 0, count);
+            for (int i = 0; i < count; i++) {
+                halves.putShort((from + start + i) * Short.BYTES, Elements.floatToHalf(b.x[i]));
+            }
+        }
     }
 
     @Override

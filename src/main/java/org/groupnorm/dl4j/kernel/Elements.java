@@ -11,12 +11,16 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Bulk reads and writes between a c-contiguous host array and a {@code double[]} work buffer. The general path
- * computes in double whatever the storage type, so this is the only place that knows about float, double, half and
- * bfloat16 storage. Half-precision values are widened exactly on read and rounded to nearest-even on write (out of
- * range: infinity), as ND4J's own casts do.
+ * Bulk reads and writes between a c-contiguous host array and a {@code double[]} work buffer: the general path
+ * computes in double whatever the storage type, and reads and writes only through here. Half-precision values are
+ * widened exactly on read and rounded to nearest-even on write (out of range: infinity), as ND4J's own casts do; the
+ * binary16 conversions here are the definition the loop sets' whole-vector ones ({@link FloatLoops#widenHalves},
+ * {@link FloatLoops#narrowToHalves}) are tested against.
  */
 abstract class Elements {
+
+    /** Every binary16 value as a float, indexed by its bits: widening is one table lookup per element. */
+    private static final float[] HALF_VALUES = halfValues();
 
     /** Whether the kernel can address arrays of this type. */
     static boolean supports(DataType type) {
@@ -104,9 +108,6 @@ abstract class Elements {
 
     /** IEEE binary16 or bfloat16 storage, read and written in bulk through a staging array. */
     private static final class Halves extends Elements {
-        /** Every binary16 value as a float, indexed by its bits: reading is one table lookup per element. */
-        private static final float[] HALF_VALUES = halfValues();
-
         private final ShortBuffer buffer;
         private final boolean brain;
 
@@ -121,7 +122,7 @@ abstract class Elements {
             buffer.get(start, staging, 0, count);
             for (int i = 0; i < count; i++) {
                 dst[dstOffset + i] = brain ? Float.intBitsToFloat((staging[i] & 0xffff) << 16)
-                        : HALF_VALUES[staging[i] & 0xffff];
+                        : halfValue(staging[i]);
             }
         }
 
@@ -134,14 +135,19 @@ abstract class Elements {
             }
             buffer.put(start, staging, 0, count);
         }
+    }
 
-        private static float[] halfValues() {
-            float[] values = new float[1 << 16];
-            for (int bits = 0; bits < values.length; bits++) {
-                values[bits] = halfToFloat((short) bits);
-            }
-            return values;
+    /** IEEE binary16 to float (exact): {@link #halfToFloat} through a table. */
+    static float halfValue(short half) {
+        return HALF_VALUES[half & 0xffff];
+    }
+
+    private static float[] halfValues() {
+        float[] values = new float[1 << 16];
+        for (int bits = 0; bits < values.length; bits++) {
+            values[bits] = halfToFloat((short) bits);
         }
+        return values;
     }
 
     /** IEEE binary16 to float (exact). */

@@ -1,6 +1,7 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.Buffer;
+import java.nio.ByteBuffer;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -18,6 +19,21 @@ interface FloatLoops<B extends Buffer> {
 
     /** The array's elements, without a copy. */
     B view(INDArray array);
+
+    /** Room for {@code floats} floats, for a float32 copy of a half-precision slab. */
+    B allocate(int floats);
+
+    /**
+     * {@code floats[0, length)} = the IEEE binary16 values {@code halves[from, from + length)} (elements, not bytes),
+     * exactly, as {@link Elements#halfToFloat}.
+     */
+    void widenHalves(ByteBuffer halves, int from, B floats, int length);
+
+    /**
+     * {@code halves[from, from + length)} = {@code floats[0, length)} rounded to binary16 as
+     * {@link Elements#floatToHalf} rounds them (to nearest even; past 65504 by half a step: infinity; NaN: NaN).
+     */
+    void narrowToHalves(B floats, ByteBuffer halves, int from, int length);
 
     /**
      * The most floats one block of a channels-last example may span (a block is a range of channels at every

@@ -1,13 +1,16 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.Buffer;
+import java.nio.ByteBuffer;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The float32 channels-first path (no mask): every (example, group) slab is one contiguous run of the array, made of
- * one row of {@code positions} elements per channel, and the work is four run loops ({@link FloatLoops}).
+ * The channels-first path for float32 and binary16 storage (no mask): every (example, group) slab is one contiguous
+ * run of the array, made of one row of {@code positions} elements per channel, and the work is four run loops
+ * ({@link FloatLoops}). A binary16 slab is widened into a per-thread float32 copy, computed there exactly as a float32
+ * slab, and rounded back: statistics and arithmetic in float32, one rounding to half per output.
  *
  * <p>Forward takes one pass for the statistics ({@link ShiftedMoments}: shifted sums, repeated around the mean when
  * the shift was too far from it) and one pass for the output. Backward takes per-channel sums of dy and
@@ -23,41 +26,77 @@ final class FloatRows {
 
     private static final ThreadLocal<FloatLoops.Sums> SUMS = ThreadLocal.withInitial(FloatLoops.Sums::new);
     private static final ThreadLocal<ShiftedMoments> MOMENTS = ThreadLocal.withInitial(ShiftedMoments::new);
+    /** Per-thread float32 copies of a binary16 slab: x, and dy (which dx then overwrites, element by element). */
+    private static final ThreadLocal<Staging> STAGING = ThreadLocal.withInitial(Staging::new);
 
     private FloatRows() {
     }
 
-    /** Whether this path handles the call: float32, channels first, no mask, rows long enough to stream. */
+    /**
+     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels first, no mask,
+     * rows long enough to stream.
+     */
     static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
-        return x.dataType() == DataType.FLOAT && !layout.channelsLast() && mask == null
-                && layout.spatialSize(x.shape()) >= MIN_ROW;
+        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && !layout.channelsLast()
+                && mask == null && layout.spatialSize(x.shape()) >= MIN_ROW;
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
                                            double[] beta, double eps, FusedActivation activation, GroupStats stats) {
+        if (x.dataType() == DataType.HALF) {
+            ByteBuffer in = Elements.bytes(x);
+            ByteBuffer out = Elements.bytes(y);
+            Parallel.forEach(geo.units(), x.length(), unit -> {
+                int base = unit * geo.slabSize;
+                B slab = STAGING.get().x(loops, geo.slabSize);
+                loops.widenHalves(in, base, slab, geo.slabSize);
+                forwardSlab(loops, slab, slab, 0, unit, geo, gamma, beta, eps, activation, stats);
+                loops.narrowToHalves(slab, out, base, geo.slabSize);
+            });
+            return;
+        }
         B in = loops.view(x);
         B out = loops.view(y);
-        Parallel.forEach(geo.units(), x.length(),
-                unit -> forwardSlab(loops, in, out, unit, geo, gamma, beta, eps, activation, stats));
+        Parallel.forEach(geo.units(), x.length(), unit -> forwardSlab(loops, in, out, unit * geo.slabSize, unit, geo,
+                gamma, beta, eps, activation, stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
                                             double[] gamma, double[] beta, FusedActivation activation,
                                             GroupStats stats, double[] sumDy, double[] sumDyCentered) {
+        if (x.dataType() == DataType.HALF) {
+            ByteBuffer in = Elements.bytes(x);
+            ByteBuffer gradOut = Elements.bytes(dy);
+            ByteBuffer gradIn = Elements.bytes(dx);
+            Parallel.forEach(geo.units(), x.length(), unit -> {
+                int base = unit * geo.slabSize;
+                Staging staging = STAGING.get();
+                B xs = staging.x(loops, geo.slabSize);
+                B gradients = staging.gradient(loops, geo.slabSize);
+                loops.widenHalves(in, base, xs, geo.slabSize);
+                loops.widenHalves(gradOut, base, gradients, geo.slabSize);
+                backwardSlab(loops, xs, gradients, gradients, 0, unit, geo, gamma, beta, activation, stats, sumDy,
+                        sumDyCentered);
+                loops.narrowToHalves(gradients, gradIn, base, geo.slabSize);
+            });
+            return;
+        }
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
-        Parallel.forEach(geo.units(), x.length(), unit -> backwardSlab(loops, in, gradOut, gradIn, unit, geo, gamma,
-                beta, activation, stats, sumDy, sumDyCentered));
+        Parallel.forEach(geo.units(), x.length(), unit -> backwardSlab(loops, in, gradOut, gradIn,
+                unit * geo.slabSize, unit, geo, gamma, beta, activation, stats, sumDy, sumDyCentered));
     }
 
-    /** Normalizes slab {@code unit} (= n * G + g) of {@code in} into {@code out} and records its statistics. */
-    private static <B extends Buffer> void forwardSlab(FloatLoops<B> loops, B in, B out, int unit, Geometry geo,
-                                                       double[] gamma, double[] beta, double eps,
+    /**
+     * Normalizes slab {@code unit} (= n * G + g), which starts at element {@code base} of {@code in} and {@code out}
+     * (out may be in), and records its statistics.
+     */
+    private static <B extends Buffer> void forwardSlab(FloatLoops<B> loops, B in, B out, int base, int unit,
+                                                       Geometry geo, double[] gamma, double[] beta, double eps,
                                                        FusedActivation activation, GroupStats stats) {
         FloatLoops.Sums sums = SUMS.get();
         ShiftedMoments moments = MOMENTS.get();
-        int base = unit * geo.slabSize;
         int sample = Math.min(ShiftedMoments.SHIFT_SAMPLE, geo.slabSize);
         loops.moments(in, base, sample, 0f, sums);
         float shift = (float) (sums.plain / sample);
@@ -84,17 +123,17 @@ final class FloatRows {
     }
 
     /**
-     * dx for slab {@code unit} from dy and forward's statistics; stores the slab's per-channel sums of dy and of
-     * dy * (x - mean) at [n * C + c] for the parameter gradients. With a fused activation the sums and dx are of the
-     * gradient through it: a ReLU/LeakyReLU's is recomputed from x in both passes (a comparison), a smooth one's is
-     * written into dx first and read back from there.
+     * dx for slab {@code unit}, which starts at element {@code base} of the buffers, from dy and forward's statistics
+     * (dx may be dy: every loop reads an element before it writes it); stores the slab's per-channel sums of dy and
+     * of dy * (x - mean) at [n * C + c] for the parameter gradients. With a fused activation the sums and dx are of
+     * the gradient through it: a ReLU/LeakyReLU's is recomputed from x in both passes (a comparison), a smooth one's
+     * is written into dx first and read back from there.
      */
-    private static <B extends Buffer> void backwardSlab(FloatLoops<B> loops, B in, B gradOut, B gradIn, int unit,
-                                                        Geometry geo, double[] gamma, double[] beta,
+    private static <B extends Buffer> void backwardSlab(FloatLoops<B> loops, B in, B gradOut, B gradIn, int base,
+                                                        int unit, Geometry geo, double[] gamma, double[] beta,
                                                         FusedActivation activation, GroupStats stats,
                                                         double[] sumDy, double[] sumDyCentered) {
         FloatLoops.Sums sums = SUMS.get();
-        int base = unit * geo.slabSize;
         int sumsBase = unit / geo.groups * geo.channels;
         int first = unit % geo.groups * geo.perGroup;
         double mean = stats.mean[unit];
@@ -158,5 +197,37 @@ final class FloatRows {
         }
         sums.plain = plain;
         sums.weighted = weighted;
+    }
+
+    /**
+     * One thread's float32 slab buffers, grown to the largest slab seen (a warm kernel allocates nothing), allocated
+     * by the loop set that asks for them.
+     */
+    private static final class Staging {
+        private FloatLoops<?> owner;
+        private Buffer x;
+        private Buffer gradient;
+        private int floats;
+
+        @SuppressWarnings("unchecked")   // fit() allocated it with these loops: it is their B
+        <B extends Buffer> B x(FloatLoops<B> loops, int slabFloats) {
+            fit(loops, slabFloats);
+            return (B) x;
+        }
+
+        @SuppressWarnings("unchecked")
+        <B extends Buffer> B gradient(FloatLoops<B> loops, int slabFloats) {
+            fit(loops, slabFloats);
+            return (B) gradient;
+        }
+
+        private void fit(FloatLoops<?> loops, int slabFloats) {
+            if (owner != loops || floats < slabFloats) {
+                owner = loops;
+                floats = slabFloats;
+                x = loops.allocate(slabFloats);
+                gradient = loops.allocate(slabFloats);
+            }
+        }
     }
 }

@@ -16,9 +16,10 @@ import org.slf4j.LoggerFactory;
  * argument instead of recomputing it. Each call goes down one of three paths, one per memory format, all made of the
  * formulas in {@link Coefficients}:
  * <ul>
- *   <li>{@link FloatRows}: float32 channels-first without a mask (what most networks run);</li>
+ *   <li>{@link FloatRows}: float32 and float16 channels-first without a mask (what most networks run; float16 slabs
+ *   are computed in float32 copies);</li>
  *   <li>{@link FloatChannelsLast}: float32 channels-last without a mask (Keras imports, NHWC networks);</li>
- *   <li>{@link GeneralPath}: everything else (masks, float64, float16/bfloat16 storage, very short rows), in
+ *   <li>{@link GeneralPath}: everything else (masks, float64, bfloat16, float16 channels-last, very short rows), in
  *   double.</li>
  * </ul>
  * The float32 paths run on SIMD loops through the JDK Vector API ({@link VectorLoops}) when the JVM was started with

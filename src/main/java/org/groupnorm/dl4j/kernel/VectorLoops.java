@@ -6,8 +6,10 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -28,6 +30,12 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     private static final int STEP = 2 * LANES;
     private static final int STEPS_PER_FLUSH = 16;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
+    /** As many int and short lanes as float lanes: the half-precision conversions widen and narrow lane by lane. */
+    private static final VectorSpecies<Integer> INT_SPECIES = VectorSpecies.of(int.class, SPECIES.vectorShape());
+    private static final VectorSpecies<Short> SHORT_SPECIES =
+            VectorSpecies.of(short.class, VectorShape.forBitSize(LANES * Short.SIZE));
+    /** 0.5f: adding it to a float below 2^-14 leaves that float's value in binary16 subnormal steps in its mantissa. */
+    private static final float SUBNORMAL_MAGIC = 0.5f;
 
     /** The SIMD width in use, for logs and benchmarks. */
     static String describe() {
@@ -46,6 +54,66 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     @Override
     public ByteBuffer view(INDArray array) {
         return Elements.bytes(array);
+    }
+
+    /** Off-heap like the arrays' views, so that the loops only ever see one buffer class. */
+    @Override
+    public ByteBuffer allocate(int floats) {
+        return ByteBuffer.allocateDirect(floats * Float.BYTES).order(ORDER);
+    }
+
+    /*
+     * The binary16 conversions as integer and float arithmetic on whole vectors (JDK 17 has no float16 lanes). Both
+     * are checked against Elements' scalar conversions on every binary16 value and a sweep of float bit patterns.
+     */
+
+    /**
+     * A half's magnitude bits shifted into a float's place read as a float, times 2^112, is that half's magnitude
+     * (normal and subnormal alike: the product only moves the exponent); exponent 31 (infinity, NaN) maps to 255.
+     */
+    @Override
+    public void widenHalves(ByteBuffer halves, int from, ByteBuffer floats, int length) {
+        int vectorsEnd = length / LANES * LANES;
+        for (int i = 0; i < vectorsEnd; i += LANES) {
+            IntVector bits = (IntVector) ShortVector.fromByteBuffer(SHORT_SPECIES, halves, (from + i) * Short.BYTES,
+                    ORDER).convertShape(VectorOperators.S2I, INT_SPECIES, 0);   // sign-extended
+            IntVector magnitude = bits.and(0x7fff);
+            IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
+            IntVector finite = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+            finite.blend(shifted.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00))
+                    .or(bits.and(0x80000000)).reinterpretAsFloats().intoByteBuffer(floats, i * Float.BYTES, ORDER);
+        }
+        for (int i = vectorsEnd; i < length; i++) {
+            floats.putFloat(i * Float.BYTES, Elements.halfValue(halves.getShort((from + i) * Short.BYTES)));
+        }
+    }
+
+    /**
+     * Normal halves: the float's bits rebiased and rounded to nearest even at bit 13 (adding 0xfff plus the kept
+     * part's lowest bit carries exactly when rounding up, into the exponent if need be); below 2^-14 a float addition
+     * does the rounding (see {@link #SUBNORMAL_MAGIC}); from 65520 up, infinity; NaN stays NaN.
+     */
+    @Override
+    public void narrowToHalves(ByteBuffer floats, ByteBuffer halves, int from, int length) {
+        int vectorsEnd = length / LANES * LANES;
+        int magicBits = Float.floatToRawIntBits(SUBNORMAL_MAGIC);
+        for (int i = 0; i < vectorsEnd; i += LANES) {
+            IntVector bits = fromByteBuffer(SPECIES, floats, i * Float.BYTES, ORDER).reinterpretAsInts();
+            IntVector magnitude = bits.and(0x7fffffff);
+            IntVector normal = magnitude.add(((15 - 127) << 23) + 0xfff)
+                    .add(magnitude.lanewise(VectorOperators.LSHR, 13).and(1)).lanewise(VectorOperators.LSHR, 13);
+            IntVector subnormal = magnitude.reinterpretAsFloats().add(SUBNORMAL_MAGIC).reinterpretAsInts()
+                    .sub(magicBits);
+            IntVector half = normal.blend(subnormal, magnitude.compare(VectorOperators.LT, 113 << 23))
+                    .blend(0x7c00, magnitude.compare(VectorOperators.GE, (127 + 16) << 23))
+                    .blend(0x7e00, magnitude.compare(VectorOperators.GT, 0x7f800000))
+                    .or(bits.lanewise(VectorOperators.LSHR, 16).and(0x8000));
+            half.convertShape(VectorOperators.I2S, SHORT_SPECIES, 0).reinterpretAsShorts()
+                    .intoByteBuffer(halves, (from + i) * Short.BYTES, ORDER);
+        }
+        for (int i = vectorsEnd; i < length; i++) {
+            halves.putShort((from + i) * Short.BYTES, Elements.floatToHalf(floats.getFloat(i * Float.BYTES)));
+        }
     }
 
     @Override

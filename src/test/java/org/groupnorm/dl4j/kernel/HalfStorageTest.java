@@ -4,15 +4,19 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
+import org.nd4j.linalg.activations.Activation;
 import org.groupnorm.dl4j.TensorLayout;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The kernel's half-precision storage: its float16/bfloat16 conversions agree with ND4J's own casts bit for bit, and
- * GroupNorm on bfloat16 arrays (which DL4J networks reject, but ND4J users have) is the float64 result rounded.
+ * The kernel's half-precision storage: its float16/bfloat16 conversions agree with ND4J's own casts bit for bit,
+ * float16 channels-first GroupNorm is the float32 result rounded, and GroupNorm on bfloat16 arrays (which DL4J
+ * networks reject, but ND4J users have) is the float64 result rounded.
  */
 class HalfStorageTest {
 
@@ -46,6 +50,57 @@ class HalfStorageTest {
             assertEquals(bf16[i], Float.intBitsToFloat((Elements.floatToBfloat16(values[i]) & 0xffff) << 16),
                     "bfloat16 of " + values[i]);
         }
+    }
+
+    /**
+     * float16 channels-first input runs the float32 loops on a float32 copy of each slab, so every output and
+     * gradient is the float32 kernel's result on the widened input, rounded once: equal bit for bit. Every rank, a
+     * mean far from 0 whose squares overflow half (std 300 around 1000), inputs near half's largest value, and a
+     * length that leaves a tail after the last vector.
+     */
+    @ParameterizedTest
+    @EnumSource(value = Activation.class, names = {"IDENTITY", "RELU", "LEAKYRELU", "SIGMOID", "TANH", "SWISH"})
+    void float16ChannelsFirstIsTheFloat32ResultRounded(Activation activation) {
+        FusedActivation fused = FusedActivation.of(activation.getActivationFunction());
+        long[][] shapes = {{2, 8, 37}, {3, 12, 9, 7}, {2, 8, 3, 4, 5}};
+        TensorLayout[] layouts = {TensorLayout.NCW, TensorLayout.NCHW, TensorLayout.NCDHW};
+        double[][] meanAndStd = {{0, 1}, {1000, 300}, {20000, 8000}};
+        for (int k = 0; k < shapes.length; k++) {
+            for (double[] distribution : meanAndStd) {
+                long[] shape = shapes[k];
+                int channels = (int) shape[1];
+                String where = activation + " " + layouts[k] + " mean " + distribution[0];
+                INDArray x = Nd4j.randn(4L + k, shape).muli(distribution[1]).addi(distribution[0])
+                        .castTo(DataType.HALF);
+                INDArray dy = Nd4j.randn(5L + k, shape).castTo(DataType.HALF);
+                INDArray gamma = Nd4j.linspace(-1.5, 1.5, channels, DataType.DOUBLE).castTo(DataType.HALF);
+                INDArray beta = Nd4j.linspace(-1, 0.5, channels, DataType.DOUBLE).castTo(DataType.HALF);
+                Outputs half = run(x, dy, gamma, beta, fused, layouts[k]);
+                Outputs single = run(x.castTo(DataType.FLOAT), dy.castTo(DataType.FLOAT), gamma.castTo(DataType.FLOAT),
+                        beta.castTo(DataType.FLOAT), fused, layouts[k]);
+                assertEquals(0, half.y().isNaN().castTo(DataType.INT).sumNumber().intValue(), where + ": NaN in y");
+                assertEquals(single.y().castTo(DataType.HALF), half.y(), where + ": y");
+                assertEquals(single.dx().castTo(DataType.HALF), half.dx(), where + ": dx");
+                assertEquals(single.dGamma().castTo(DataType.HALF), half.dGamma(), where + ": dgamma");
+                assertEquals(single.dBeta().castTo(DataType.HALF), half.dBeta(), where + ": dbeta");
+            }
+        }
+    }
+
+    private record Outputs(INDArray y, INDArray dx, INDArray dGamma, INDArray dBeta) {
+    }
+
+    /** The kernel's forward and backward, G = C/4, all arrays of x's type. */
+    private static Outputs run(INDArray x, INDArray dy, INDArray gamma, INDArray beta, FusedActivation activation,
+                               TensorLayout layout) {
+        int groups = (int) gamma.length() / 4;
+        INDArray y = Nd4j.create(x.dataType(), x.shape());
+        INDArray dx = Nd4j.create(x.dataType(), x.shape());
+        INDArray dGamma = Nd4j.create(x.dataType(), gamma.length());
+        INDArray dBeta = Nd4j.create(x.dataType(), gamma.length());
+        GroupStats stats = GroupNormKernel.forward(x, gamma, beta, null, groups, 1e-5, activation, layout, y);
+        GroupNormKernel.backward(x, gamma, beta, null, dy, groups, activation, layout, stats, dx, dGamma, dBeta);
+        return new Outputs(y, dx, dGamma, dBeta);
     }
 
     @Test

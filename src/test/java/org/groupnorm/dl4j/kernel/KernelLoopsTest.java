@@ -1,18 +1,23 @@
 package org.groupnorm.dl4j.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import java.lang.ref.Reference;
 import java.nio.Buffer;
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.PrimitiveIterator;
 import java.util.Random;
+import java.util.stream.LongStream;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -378,6 +383,87 @@ class KernelLoopsTest {
     }
 
     /** Every element of the rows holds the expected value, and every element outside them is untouched (0). */
+    /**
+     * The whole-vector binary16 conversions against {@link Elements}' scalar ones, bit for bit: every binary16 value
+     * widened, and narrowed back from a buffer of the loops' own; floats narrowed at every exponent around the
+     * rounding boundaries (exact, ties, one off either side, carries into the exponent and into infinity), across the
+     * subnormal range, and along a stride through all 2^32 bit patterns. Runs start off a vector boundary and end in a
+     * tail.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void halfConversionsMatchTheScalarOnesBitForBit(String name, FloatLoops<B> loops) {
+        int from = 3;
+        int count = 1 << 16;
+        INDArray halfArray = Nd4j.create(DataType.HALF, from + count + 5);
+        INDArray narrowedArray = Nd4j.create(DataType.HALF, from + count + 5);
+        INDArray floatArray = Nd4j.create(DataType.FLOAT, count);
+        ByteBuffer halves = Elements.bytes(halfArray);
+        ByteBuffer narrowed = Elements.bytes(narrowedArray);
+        ByteBuffer floats = Elements.bytes(floatArray);
+        B floatView = loops.view(floatArray);
+        for (int bits = 0; bits < count; bits++) {
+            halves.putShort((from + bits) * Short.BYTES, (short) bits);
+        }
+        loops.widenHalves(halves, from, floatView, count);
+        B own = loops.allocate(count);
+        loops.widenHalves(halves, from, own, count);
+        loops.narrowToHalves(own, narrowed, from, count);
+        for (int bits = 0; bits < count; bits++) {
+            float expected = Elements.halfToFloat((short) bits);
+            short back = narrowed.getShort((from + bits) * Short.BYTES);
+            if (floats.getInt(bits * Float.BYTES) != Float.floatToRawIntBits(expected)
+                    || (Float.isNaN(expected) ? !Float.isNaN(Elements.halfToFloat(back)) : back != (short) bits)) {
+                fail(name + ": half 0x" + Integer.toHexString(bits) + " widened to "
+                        + Float.intBitsToFloat(floats.getInt(bits * Float.BYTES)) + ", back 0x"
+                        + Integer.toHexString(back & 0xffff));
+            }
+        }
+        List<Integer> boundaries = new ArrayList<>();
+        for (int signAndExponent = 0; signAndExponent < 512; signAndExponent++) {
+            for (int kept : new int[]{0, 1, 0x2aa, 0x3fe, 0x3ff}) {
+                for (int dropped : new int[]{0, 1, 0xfff, 0x1000, 0x1001, 0x1fff}) {
+                    boundaries.add(signAndExponent << 23 | kept << 13 | dropped);
+                }
+            }
+        }
+        checkNarrowing(name, loops, floatArray, narrowed, from, boundaries.stream().mapToLong(b -> b & 0xffffffffL));
+        long subnormalStart = Float.floatToRawIntBits(0x1p-26f);
+        checkNarrowing(name, loops, floatArray, narrowed, from, LongStream.range(0, 2_000_000)
+                .map(i -> subnormalStart + 53 * i));
+        checkNarrowing(name, loops, floatArray, narrowed, from, LongStream.range(0, 4_000_000)
+                .map(i -> 1073L * i));
+        Reference.reachabilityFence(halfArray);
+        Reference.reachabilityFence(narrowedArray);
+        Reference.reachabilityFence(floatArray);
+    }
+
+    /** Narrows the floats of the given bit patterns, a buffer at a time, and compares with the scalar rounding. */
+    private static <B extends Buffer> void checkNarrowing(String name, FloatLoops<B> loops, INDArray floatArray,
+                                                         ByteBuffer halves, int from,
+                                                         LongStream patterns) {
+        int capacity = (int) floatArray.length();
+        ByteBuffer floats = Elements.bytes(floatArray);
+        B floatView = loops.view(floatArray);
+        PrimitiveIterator.OfLong bits = patterns.iterator();
+        while (bits.hasNext()) {
+            int count = 0;
+            while (count < capacity - 1 && bits.hasNext()) {   // one short: the last narrowing ends in a tail
+                floats.putInt(count++ * Float.BYTES, (int) bits.nextLong());
+            }
+            loops.narrowToHalves(floatView, halves, from, count);
+            for (int i = 0; i < count; i++) {
+                float value = floats.getFloat(i * Float.BYTES);
+                short actual = halves.getShort((from + i) * Short.BYTES);
+                if (actual != Elements.floatToHalf(value)) {
+                    fail(name + ": float " + value + " (0x" + Integer.toHexString(Float.floatToRawIntBits(value))
+                            + ") narrowed to 0x" + Integer.toHexString(actual & 0xffff) + ", expected 0x"
+                            + Integer.toHexString(Elements.floatToHalf(value) & 0xffff));
+                }
+            }
+        }
+    }
+
     private static void checkRows(INDArray out, int from, int stride, int rows, int width, String where,
                                   Expected expected) {
         for (int i = 0; i < out.length(); i++) {
