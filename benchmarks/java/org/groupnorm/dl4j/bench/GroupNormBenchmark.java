@@ -74,7 +74,9 @@ public class GroupNormBenchmark {
             time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(Activation.SWISH), shape.x, shape.dy));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(Activation.RELU), shape.xNhwc, shape.dyNhwc));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwc(Activation.SWISH), shape.xNhwc, shape.dyNhwc));
-            time(1, WARMUP_SECONDS, () -> run(shape.groupNormHalf(), shape.xHalf(), shape.dyHalf()));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormHalf(), shape.half(shape.x), shape.half(shape.dy)));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwcHalf(), shape.half(shape.xNhwc),
+                    shape.half(shape.dyNhwc)));
         }
         // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
         // by the kernel would hand it slow fresh allocations), before the rounds: measured after them, the first
@@ -93,7 +95,7 @@ public class GroupNormBenchmark {
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
         // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b, GN+ReLU f+b, GN+SiLU f+b, HALF f+b, NHWC GN+ReLU
-        // f+b, NHWC GN+SiLU f+b. Torch: GN
+        // f+b, NHWC GN+SiLU f+b, NHWC HALF f+b. Torch: GN
         // fwd, f+b, BN f+b, channels_last f+b, GN then ReLU f+b, GN then SiLU f+b.
         Map<String, List<double[]>> measured = new LinkedHashMap<>();
         Map<String, List<double[]>> torch = new LinkedHashMap<>();
@@ -114,13 +116,17 @@ public class GroupNormBenchmark {
                 GroupNormalizationLayer silu = shape.groupNorm(Activation.SWISH);
                 double siluFwdBwd = time(iterations, 1, () -> run(silu, shape.x, shape.dy));
                 GroupNormalizationLayer half = shape.groupNormHalf();
-                double halfFwdBwd = time(iterations, 1, () -> run(half, shape.xHalf(), shape.dyHalf()));
+                double halfFwdBwd = time(iterations, 1, () -> run(half, shape.half(shape.x), shape.half(shape.dy)));
                 GroupNormalizationLayer nhwcRelu = shape.groupNormNhwc(Activation.RELU);
                 double nhwcReluFwdBwd = time(iterations, 1, () -> run(nhwcRelu, shape.xNhwc, shape.dyNhwc));
                 GroupNormalizationLayer nhwcSilu = shape.groupNormNhwc(Activation.SWISH);
                 double nhwcSiluFwdBwd = time(iterations, 1, () -> run(nhwcSilu, shape.xNhwc, shape.dyNhwc));
+                GroupNormalizationLayer nhwcHalf = shape.groupNormNhwcHalf();
+                double nhwcHalfFwdBwd = time(iterations, 1,
+                        () -> run(nhwcHalf, shape.half(shape.xNhwc), shape.half(shape.dyNhwc)));
                 measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor,
-                        nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd, nhwcReluFwdBwd, nhwcSiluFwdBwd});
+                        nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd, nhwcReluFwdBwd, nhwcSiluFwdBwd,
+                        nhwcHalfFwdBwd});
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
@@ -176,11 +182,12 @@ public class GroupNormBenchmark {
                     ratios(ours, 7, ours, 3), ratios(ours, 7, ours, 4), median(ours, 8), ratios(ours, 8, ours, 3),
                     ratios(ours, 8, ours, 5));
         }
-        System.out.printf("%nHalf precision (NCHW, HALF network), forward+backward ms:%n%-16s %9s %17s%n",
-                "N,C,H,W,G", "HALF f+b", "/float32");
+        System.out.printf("%nHalf precision (HALF network), forward+backward ms:%n%-16s %9s %17s %9s %17s%n",
+                "N,C,H,W,G", "NCHW HALF", "/NCHW float32", "NHWC HALF", "/NHWC float32");
         for (String spec : shapes) {
             List<double[]> ours = measured.get(spec);
-            System.out.printf("%-16s %9.3f %17s%n", spec, median(ours, 6), ratios(ours, 6, ours, 1));
+            System.out.printf("%-16s %9.3f %17s %9.3f %17s%n", spec, median(ours, 6), ratios(ours, 6, ours, 1),
+                    median(ours, 9), ratios(ours, 9, ours, 3));
         }
     }
 
@@ -207,12 +214,9 @@ public class GroupNormBenchmark {
 
     /** One benchmark shape (N,C,H,W,G) with random input and output gradient. */
     private record Shape(long channels, int groups, INDArray x, INDArray dy, INDArray xNhwc, INDArray dyNhwc) {
-        INDArray xHalf() {
-            return HALVES.computeIfAbsent(x, a -> a.castTo(DataType.HALF));
-        }
-
-        INDArray dyHalf() {
-            return HALVES.computeIfAbsent(dy, a -> a.castTo(DataType.HALF));
+        /** A HALF copy of one of this shape's inputs, made once. */
+        INDArray half(INDArray input) {
+            return HALVES.computeIfAbsent(input, a -> a.castTo(DataType.HALF));
         }
 
         static Shape parse(String spec) {
@@ -236,6 +240,12 @@ public class GroupNormBenchmark {
         GroupNormalizationLayer groupNormHalf() {
             return (GroupNormalizationLayer) instantiate(new GroupNormalization.Builder().nIn(channels).groups(groups)
                     .dataFormat(TensorLayout.NCHW).build(), DataType.HALF);
+        }
+
+        /** The same GroupNorm in a HALF network, on channels-last input. */
+        GroupNormalizationLayer groupNormNhwcHalf() {
+            return (GroupNormalizationLayer) instantiate(new GroupNormalization.Builder().nIn(channels).groups(groups)
+                    .dataFormat(TensorLayout.NHWC).build(), DataType.HALF);
         }
 
         /** The same GroupNorm on channels-last input (the same values, permuted). */

@@ -55,25 +55,25 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     }
 
     @Override
-    public void widenHalves(ByteBuffer halves, int from, FloatBuffer floats, int length) {
+    public void widenHalves(ByteBuffer halves, int from, FloatBuffer floats, int to, int length) {
         Blocks b = BLOCKS.get();
         for (int start = 0; start < length; start += BLOCK) {
             int count = Math.min(BLOCK, length - start);
             for (int i = 0; i < count; i++) {
                 b.x[i] = Elements.halfValue(halves.getShort((from + start + i) * Short.BYTES));
             }
-            floats.put(start, b.x, 0, count);
+            floats.put(to + start, b.x, 0, count);
         }
     }
 
     @Override
-    public void narrowToHalves(FloatBuffer floats, ByteBuffer halves, int from, int length) {
+    public void narrowToHalves(FloatBuffer floats, int from, ByteBuffer halves, int to, int length) {
         Blocks b = BLOCKS.get();
         for (int start = 0; start < length; start += BLOCK) {
             int count = Math.min(BLOCK, length - start);
-            floats.get(start, b.x, 0, count);
+            floats.get(from + start, b.x, 0, count);
             for (int i = 0; i < count; i++) {
-                halves.putShort((from + start + i) * Short.BYTES, Elements.floatToHalf(b.x[i]));
+                halves.putShort((to + start + i) * Short.BYTES, Elements.floatToHalf(b.x[i]));
             }
         }
     }

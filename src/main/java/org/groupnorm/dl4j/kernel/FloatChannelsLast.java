@@ -1,13 +1,14 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.Buffer;
+import java.nio.ByteBuffer;
 import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The float32 channels-last path (NWC, NHWC, NDHWC; no mask). A group's elements are short runs of C/G channels
+ * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC; no mask). A group's elements are short runs of C/G channels
  * interleaved with every other group's, so instead of walking one group at a time this path walks an example's
  * positions as rows of channels, and every loop works on whole rows with one coefficient per column
  * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
@@ -17,7 +18,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * per slab. An example is cut into as many blocks as it takes to give every thread work (one block when there are at
  * least as many examples as threads). The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
  * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
- * elementwise formulas are {@link Coefficients}'.
+ * elementwise formulas are {@link Coefficients}'. A binary16 block is widened into per-thread float32 rows (side by
+ * side, one block wide), computed there as a float32 block, and rounded back once.
  *
  * <p>A fused ReLU or LeakyReLU is applied inside the row loops ({@link FloatLoops.RowGate}: backward recomputes the
  * gate from x with forward's coefficients). A smooth activation (SIGMOID, TANH, SWISH) runs on the block's memory as
@@ -36,27 +38,86 @@ final class FloatChannelsLast {
     private FloatChannelsLast() {
     }
 
-    /** Whether this path handles the call: float32, channels last, no mask. */
+    /**
+     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels last, no mask.
+     */
     static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
-        return x.dataType() == DataType.FLOAT && layout.channelsLast() && mask == null;
+        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && layout.channelsLast()
+                && mask == null;
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
                                            double[] beta, double eps, FusedActivation activation, GroupStats stats) {
+        int blockFloats = loops.channelsLastBlockFloats();
+        if (x.dataType() == DataType.HALF) {
+            ByteBuffer in = Elements.bytes(x);
+            ByteBuffer out = Elements.bytes(y);
+            forEachBlock(geo, blockFloats, (n, g0, g1) -> {
+                int width = (g1 - g0) * geo.perGroup;
+                B block = Scratch.buffer(loops, Scratch.BufferSlot.X, width * geo.positions);
+                widenBlock(loops, in, n, g0, width, geo, block);
+                forwardBlock(loops, block, block, 0, width, n, g0, g1, geo, gamma, beta, eps, activation, stats);
+                narrowBlock(loops, block, out, n, g0, width, geo);
+            });
+            return;
+        }
         B in = loops.view(x);
         B out = loops.view(y);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), (n, g0, g1) -> forwardBlock(loops, in, out, n, g0, g1, geo, gamma, beta, eps, activation,
-                stats));
+        forEachBlock(geo, blockFloats, (n, g0, g1) -> forwardBlock(loops, in, out, blockStart(geo, n, g0),
+                geo.channels, n, g0, g1, geo, gamma, beta, eps, activation, stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
                                             double[] gamma, double[] beta, FusedActivation activation,
                                             GroupStats stats, double[] sumDy, double[] sumDyCentered) {
+        int blockFloats = loops.channelsLastBlockFloats();
+        if (x.dataType() == DataType.HALF) {
+            ByteBuffer in = Elements.bytes(x);
+            ByteBuffer gradOut = Elements.bytes(dy);
+            ByteBuffer gradIn = Elements.bytes(dx);
+            forEachBlock(geo, blockFloats, (n, g0, g1) -> {
+                int width = (g1 - g0) * geo.perGroup;
+                int floats = width * geo.positions;
+                B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, floats);
+                B dys = Scratch.buffer(loops, Scratch.BufferSlot.DY, floats);
+                B dxs = Scratch.buffer(loops, Scratch.BufferSlot.DX, floats);
+                widenBlock(loops, in, n, g0, width, geo, xs);
+                widenBlock(loops, gradOut, n, g0, width, geo, dys);
+                backwardBlock(loops, xs, dys, dxs, 0, width, n, g0, g1, geo, gamma, beta, activation, stats, sumDy,
+                        sumDyCentered);
+                narrowBlock(loops, dxs, gradIn, n, g0, width, geo);
+            });
+            return;
+        }
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn, n, g0, g1, geo, gamma, beta,
-                activation, stats, sumDy, sumDyCentered));
+        forEachBlock(geo, blockFloats, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn,
+                blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy,
+                sumDyCentered));
+    }
+
+    /** Where the block of groups [g0, ...) of example n starts in the array: its first row's first element. */
+    private static int blockStart(Geometry geo, int n, int g0) {
+        return geo.exampleStart(n) + g0 * geo.perGroup;
+    }
+
+    /** The binary16 block of groups [g0, ...) of example n, {@code width} channels wide, as float32 rows side by side. */
+    private static <B extends Buffer> void widenBlock(FloatLoops<B> loops, ByteBuffer halves, int n, int g0,
+                                                      int width, Geometry geo, B block) {
+        int start = blockStart(geo, n, g0);
+        for (int p = 0; p < geo.positions; p++) {
+            loops.widenHalves(halves, start + p * geo.channels, block, p * width, width);
+        }
+    }
+
+    /** {@link #widenBlock} the other way: the float32 rows rounded into the binary16 array. */
+    private static <B extends Buffer> void narrowBlock(FloatLoops<B> loops, B block, ByteBuffer halves, int n, int g0,
+                                                       int width, Geometry geo) {
+        int start = blockStart(geo, n, g0);
+        for (int p = 0; p < geo.positions; p++) {
+            loops.narrowToHalves(block, p * width, halves, start + p * geo.channels, width);
+        }
     }
 
     /** Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel. */
@@ -75,15 +136,15 @@ final class FloatChannelsLast {
     }
 
     /**
-     * Runs {@code body} on the memory of a block ({@code width} channels from {@code start}, at every position) as
-     * contiguous runs: one when the block spans all channels, else one per position.
+     * Runs {@code body} on the memory of a block ({@code width} columns of rows {@code stride} apart from
+     * {@code start}, one row per position) as contiguous runs: one when the rows are side by side, else one per row.
      */
-    private static void forEachRun(Geometry geo, int start, int width, RunBody body) {
-        if (width == geo.channels) {
+    private static void forEachRun(Geometry geo, int start, int stride, int width, RunBody body) {
+        if (width == stride) {
             body.run(start, geo.positions * width);
         } else {
             for (int p = 0; p < geo.positions; p++) {
-                body.run(start + p * geo.channels, width);
+                body.run(start + p * stride, width);
             }
         }
     }
@@ -106,25 +167,28 @@ final class FloatChannelsLast {
         return Math.max(1, Math.min(forThreads, forCache));
     }
 
-    /** Normalizes groups [g0, g1) of example n, applies the activation, and records their statistics. */
-    private static <B extends Buffer> void forwardBlock(FloatLoops<B> loops, B in, B out, int n, int g0, int g1,
-                                                        Geometry geo, double[] gamma, double[] beta, double eps,
-                                                        FusedActivation activation, GroupStats stats) {
-        int c0 = g0 * geo.perGroup;
+    /**
+     * Normalizes groups [g0, g1) of example n, applies the activation, and records their statistics. The block's rows
+     * (one per position) start at element {@code start} of {@code in} and {@code out} (out may be in), {@code stride}
+     * apart.
+     */
+    private static <B extends Buffer> void forwardBlock(FloatLoops<B> loops, B in, B out, int start, int stride,
+                                                        int n, int g0, int g1, Geometry geo, double[] gamma,
+                                                        double[] beta, double eps, FusedActivation activation,
+                                                        GroupStats stats) {
         int width = (g1 - g0) * geo.perGroup;
-        int start = geo.exampleStart(n) + c0;
         float[] shift = Scratch.floats(Scratch.FloatSlot.SHIFT, width);
         double[] sums = Scratch.doubles(Scratch.Slot.COLUMN_SUMS, width);
         double[] squares = Scratch.doubles(Scratch.Slot.COLUMN_SQUARES, width);
         // First shift: the mean of each group's first SHIFT_SAMPLE elements (its channels at the first positions).
         int sampleRows = Math.max(1, Math.min(geo.positions, ShiftedMoments.SHIFT_SAMPLE / geo.perGroup));
         Arrays.fill(shift, 0, width, 0f);
-        columnMoments(loops, in, start, sampleRows, width, geo, shift, sums, squares);
+        columnMoments(loops, in, start, stride, sampleRows, width, shift, sums, squares);
         for (int g = g0; g < g1; g++) {
             float groupShift = (float) (groupSum(sums, g - g0, geo.perGroup) / ((long) sampleRows * geo.perGroup));
             Arrays.fill(shift, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup, groupShift);
         }
-        columnMoments(loops, in, start, geo.positions, width, geo, shift, sums, squares);
+        columnMoments(loops, in, start, stride, geo.positions, width, shift, sums, squares);
         ShiftedMoments moments = MOMENTS.get();
         boolean again = false;
         for (int g = g0; g < g1; g++) {
@@ -138,7 +202,7 @@ final class FloatChannelsLast {
             }
         }
         if (again) {
-            columnMoments(loops, in, start, geo.positions, width, geo, shift, sums, squares);
+            columnMoments(loops, in, start, stride, geo.positions, width, shift, sums, squares);
         }
         float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
         for (int g = g0; g < g1; g++) {
@@ -155,9 +219,9 @@ final class FloatChannelsLast {
         forwardCoefficients(n, g0, g1, geo, gamma, beta, stats, scales, offsets);
         FloatLoops.RowGate gate = activation.isPiecewiseLinear()
                 ? new FloatLoops.RowGate(scales, offsets, activation.negativeSlope()) : null;
-        loops.rowNormalize(in, out, start, geo.channels, geo.positions, width, anchors, scales, offsets, gate);
+        loops.rowNormalize(in, out, start, stride, geo.positions, width, anchors, scales, offsets, gate);
         if (!activation.isIdentity() && !activation.isPiecewiseLinear()) {
-            forEachRun(geo, start, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f, 0f,
+            forEachRun(geo, start, stride, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f, 0f,
                     activation));
         }
     }
@@ -165,15 +229,15 @@ final class FloatChannelsLast {
     /**
      * dx for groups [g0, g1) of example n from dy and forward's statistics; stores their per-channel sums of dy and
      * of dy * (x - mean) at [n * C + c] for the parameter gradients (of the gradient through the activation, when
-     * there is one, in place of dy).
+     * there is one, in place of dy). The block's rows start at element {@code start} of the buffers, {@code stride}
+     * apart; dx is not dy (a smooth activation's pre-activation goes into dx while dy is still needed).
      */
-    private static <B extends Buffer> void backwardBlock(FloatLoops<B> loops, B in, B gradOut, B gradIn, int n,
-                                                         int g0, int g1, Geometry geo, double[] gamma, double[] beta,
-                                                         FusedActivation activation, GroupStats stats, double[] sumDy,
-                                                         double[] sumDyCentered) {
+    private static <B extends Buffer> void backwardBlock(FloatLoops<B> loops, B in, B gradOut, B gradIn, int start,
+                                                         int stride, int n, int g0, int g1, Geometry geo,
+                                                         double[] gamma, double[] beta, FusedActivation activation,
+                                                         GroupStats stats, double[] sumDy, double[] sumDyCentered) {
         int c0 = g0 * geo.perGroup;
         int width = (g1 - g0) * geo.perGroup;
-        int start = geo.exampleStart(n) + c0;
         int sumsBase = n * geo.channels;
         float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
         for (int g = g0; g < g1; g++) {
@@ -189,8 +253,8 @@ final class FloatChannelsLast {
             if (activation.isPiecewiseLinear()) {
                 gate = new FloatLoops.RowGate(scales, offsets, activation.negativeSlope());
             } else {
-                smoothActivationGradient(loops, in, gradOut, gradIn, start, width, geo, anchors, scales, offsets,
-                        activation);
+                smoothActivationGradient(loops, in, gradOut, gradIn, start, stride, width, geo, anchors, scales,
+                        offsets, activation);
                 gradient = gradIn;
             }
         }
@@ -200,8 +264,8 @@ final class FloatChannelsLast {
         Arrays.fill(sumDyCentered, sumsBase + c0, sumsBase + c0 + width, 0);
         for (int row = 0; row < geo.positions; row += FloatLoops.ROWS_PER_SUM) {
             int rows = Math.min(FloatLoops.ROWS_PER_SUM, geo.positions - row);
-            loops.rowGradientSums(in, gradient, start + row * geo.channels, geo.channels, rows, width, anchors,
-                    gate, blockSums, blockProducts);
+            loops.rowGradientSums(in, gradient, start + row * stride, stride, rows, width, anchors, gate, blockSums,
+                    blockProducts);
             for (int c = 0; c < width; c++) {
                 sumDy[sumsBase + c0 + c] += blockSums[c];
                 sumDyCentered[sumsBase + c0 + c] += blockProducts[c];
@@ -218,8 +282,8 @@ final class FloatChannelsLast {
         float[] dyScales = narrow(dyScale, c0, width, Scratch.floats(Scratch.FloatSlot.DY_SCALE, width));
         float[] xScales = narrow(xScale, c0, width, Scratch.floats(Scratch.FloatSlot.X_SCALE, width));
         float[] constants = narrow(constant, c0, width, Scratch.floats(Scratch.FloatSlot.CONSTANT, width));
-        loops.rowInputGradient(in, gradient, gradIn, start, geo.channels, geo.positions, width, anchors, gate,
-                dyScales, xScales, constants);
+        loops.rowInputGradient(in, gradient, gradIn, start, stride, geo.positions, width, anchors, gate, dyScales,
+                xScales, constants);
     }
 
     /**
@@ -247,29 +311,28 @@ final class FloatChannelsLast {
      * (forward's coefficients) first, then the activation's gradient at it, in place.
      */
     private static <B extends Buffer> void smoothActivationGradient(FloatLoops<B> loops, B in, B gradOut, B gradIn,
-                                                                    int start, int width, Geometry geo,
+                                                                    int start, int stride, int width, Geometry geo,
                                                                     float[] anchors, float[] scales, float[] offsets,
                                                                     FusedActivation activation) {
-        loops.rowNormalize(in, gradIn, start, geo.channels, geo.positions, width, anchors, scales, offsets, null);
-        forEachRun(geo, start, width, (from, length) -> loops.activationGradient(gradIn, gradOut, gradIn, from,
-                length, 0f, 1f, 0f, activation));
+        loops.rowNormalize(in, gradIn, start, stride, geo.positions, width, anchors, scales, offsets, null);
+        forEachRun(geo, start, stride, width, (from, length) -> loops.activationGradient(gradIn, gradOut, gradIn,
+                from, length, 0f, 1f, 0f, activation));
     }
 
     /**
-     * Column sums of (x - shift[c]) and (x - shift[c])^2 over the first {@code rows} positions, into
-     * {@code sums}/{@code squares}: float sums of {@link FloatLoops#ROWS_PER_SUM} rows at a time, added in double.
+     * Column sums of (x - shift[c]) and (x - shift[c])^2 over the first {@code rows} rows ({@code stride} apart from
+     * {@code start}), into {@code sums}/{@code squares}: float sums of {@link FloatLoops#ROWS_PER_SUM} rows at a time,
+     * added in double.
      */
-    private static <B extends Buffer> void columnMoments(FloatLoops<B> loops, B in, int start, int rows, int width,
-                                                         Geometry geo, float[] shift, double[] sums,
-                                                         double[] squares) {
+    private static <B extends Buffer> void columnMoments(FloatLoops<B> loops, B in, int start, int stride, int rows,
+                                                         int width, float[] shift, double[] sums, double[] squares) {
         float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
         float[] blockSquares = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
         Arrays.fill(sums, 0, width, 0);
         Arrays.fill(squares, 0, width, 0);
         for (int row = 0; row < rows; row += FloatLoops.ROWS_PER_SUM) {
             int count = Math.min(FloatLoops.ROWS_PER_SUM, rows - row);
-            loops.rowMoments(in, start + row * geo.channels, geo.channels, count, width, shift, blockSums,
-                    blockSquares);
+            loops.rowMoments(in, start + row * stride, stride, count, width, shift, blockSums, blockSquares);
             for (int c = 0; c < width; c++) {
                 sums[c] += blockSums[c];
                 squares[c] += blockSquares[c];

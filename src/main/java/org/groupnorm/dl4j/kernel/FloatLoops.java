@@ -24,16 +24,16 @@ interface FloatLoops<B extends Buffer> {
     B allocate(int floats);
 
     /**
-     * {@code floats[0, length)} = the IEEE binary16 values {@code halves[from, from + length)} (elements, not bytes),
-     * exactly, as {@link Elements#halfToFloat}.
+     * {@code floats[to, to + length)} = the IEEE binary16 values {@code halves[from, from + length)} (indices in
+     * elements, not bytes), exactly, as {@link Elements#halfToFloat}.
      */
-    void widenHalves(ByteBuffer halves, int from, B floats, int length);
+    void widenHalves(ByteBuffer halves, int from, B floats, int to, int length);
 
     /**
-     * {@code halves[from, from + length)} = {@code floats[0, length)} rounded to binary16 as
+     * {@code halves[to, to + length)} = {@code floats[from, from + length)} rounded to binary16 as
      * {@link Elements#floatToHalf} rounds them (to nearest even; past 65504 by half a step: infinity; NaN: NaN).
      */
-    void narrowToHalves(B floats, ByteBuffer halves, int from, int length);
+    void narrowToHalves(B floats, int from, ByteBuffer halves, int to, int length);
 
     /**
      * The most floats one block of a channels-last example may span (a block is a range of channels at every

@@ -26,8 +26,6 @@ final class FloatRows {
 
     private static final ThreadLocal<FloatLoops.Sums> SUMS = ThreadLocal.withInitial(FloatLoops.Sums::new);
     private static final ThreadLocal<ShiftedMoments> MOMENTS = ThreadLocal.withInitial(ShiftedMoments::new);
-    /** Per-thread float32 copies of a binary16 slab: x, and dy (which dx then overwrites, element by element). */
-    private static final ThreadLocal<Staging> STAGING = ThreadLocal.withInitial(Staging::new);
 
     private FloatRows() {
     }
@@ -48,10 +46,10 @@ final class FloatRows {
             ByteBuffer out = Elements.bytes(y);
             Parallel.forEach(geo.units(), x.length(), unit -> {
                 int base = unit * geo.slabSize;
-                B slab = STAGING.get().x(loops, geo.slabSize);
-                loops.widenHalves(in, base, slab, geo.slabSize);
+                B slab = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.slabSize);
+                loops.widenHalves(in, base, slab, 0, geo.slabSize);
                 forwardSlab(loops, slab, slab, 0, unit, geo, gamma, beta, eps, activation, stats);
-                loops.narrowToHalves(slab, out, base, geo.slabSize);
+                loops.narrowToHalves(slab, 0, out, base, geo.slabSize);
             });
             return;
         }
@@ -70,14 +68,13 @@ final class FloatRows {
             ByteBuffer gradIn = Elements.bytes(dx);
             Parallel.forEach(geo.units(), x.length(), unit -> {
                 int base = unit * geo.slabSize;
-                Staging staging = STAGING.get();
-                B xs = staging.x(loops, geo.slabSize);
-                B gradients = staging.gradient(loops, geo.slabSize);
-                loops.widenHalves(in, base, xs, geo.slabSize);
-                loops.widenHalves(gradOut, base, gradients, geo.slabSize);
+                B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.slabSize);
+                B gradients = Scratch.buffer(loops, Scratch.BufferSlot.DY, geo.slabSize);   // dy, then dx over it
+                loops.widenHalves(in, base, xs, 0, geo.slabSize);
+                loops.widenHalves(gradOut, base, gradients, 0, geo.slabSize);
                 backwardSlab(loops, xs, gradients, gradients, 0, unit, geo, gamma, beta, activation, stats, sumDy,
                         sumDyCentered);
-                loops.narrowToHalves(gradients, gradIn, base, geo.slabSize);
+                loops.narrowToHalves(gradients, 0, gradIn, base, geo.slabSize);
             });
             return;
         }
@@ -197,37 +194,5 @@ final class FloatRows {
         }
         sums.plain = plain;
         sums.weighted = weighted;
-    }
-
-    /**
-     * One thread's float32 slab buffers, grown to the largest slab seen (a warm kernel allocates nothing), allocated
-     * by the loop set that asks for them.
-     */
-    private static final class Staging {
-        private FloatLoops<?> owner;
-        private Buffer x;
-        private Buffer gradient;
-        private int floats;
-
-        @SuppressWarnings("unchecked")   // fit() allocated it with these loops: it is their B
-        <B extends Buffer> B x(FloatLoops<B> loops, int slabFloats) {
-            fit(loops, slabFloats);
-            return (B) x;
-        }
-
-        @SuppressWarnings("unchecked")
-        <B extends Buffer> B gradient(FloatLoops<B> loops, int slabFloats) {
-            fit(loops, slabFloats);
-            return (B) gradient;
-        }
-
-        private void fit(FloatLoops<?> loops, int slabFloats) {
-            if (owner != loops || floats < slabFloats) {
-                owner = loops;
-                floats = slabFloats;
-                x = loops.allocate(slabFloats);
-                gradient = loops.allocate(slabFloats);
-            }
-        }
     }
 }

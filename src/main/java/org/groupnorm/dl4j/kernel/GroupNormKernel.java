@@ -16,15 +16,15 @@ import org.slf4j.LoggerFactory;
  * argument instead of recomputing it. Each call goes down one of three paths, one per memory format, all made of the
  * formulas in {@link Coefficients}:
  * <ul>
- *   <li>{@link FloatRows}: float32 and float16 channels-first without a mask (what most networks run; float16 slabs
- *   are computed in float32 copies);</li>
- *   <li>{@link FloatChannelsLast}: float32 channels-last without a mask (Keras imports, NHWC networks);</li>
- *   <li>{@link GeneralPath}: everything else (masks, float64, bfloat16, float16 channels-last, very short rows), in
- *   double.</li>
+ *   <li>{@link FloatRows}: float32 and float16 channels-first without a mask (what most networks run);</li>
+ *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last without a mask (Keras imports, NHWC
+ *   networks);</li>
+ *   <li>{@link GeneralPath}: everything else (masks, float64, bfloat16, very short rows), in double.</li>
  * </ul>
- * The float32 paths run on SIMD loops through the JDK Vector API ({@link VectorLoops}) when the JVM was started with
- * {@code --add-modules jdk.incubator.vector}, unless the system property {@code groupnorm.vectorApi} is
- * {@code false}; otherwise on plain Java loops ({@link BlockLoops}). Both compute the same values.
+ * Those two compute float16 storage in per-thread float32 copies of each slab or block. They run on SIMD loops through
+ * the JDK Vector API ({@link VectorLoops}) when the JVM was started with {@code --add-modules jdk.incubator.vector},
+ * unless the system property {@code groupnorm.vectorApi} is {@code false}; otherwise on plain Java loops
+ * ({@link BlockLoops}). Both compute the same values.
  *
  * <p>Arrays must be c-contiguous host arrays of a type {@link #supports} accepts.
  */

@@ -1,5 +1,8 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.nio.Buffer;
+import java.util.Arrays;
+
 /**
  * Per-thread work buffers that only ever grow, so a warm kernel allocates nothing per call. Each kind of buffer has
  * its own slot; a caller must not hold two buffers of the same slot at once.
@@ -51,5 +54,37 @@ final class Scratch {
             buffers[slot.ordinal()] = new float[length];
         }
         return buffers[slot.ordinal()];
+    }
+
+    /** Float32 copies of binary16 data, in the loop set's own buffers: x, dy and dx. */
+    enum BufferSlot { X, DY, DX }
+
+    private static final ThreadLocal<LoopBuffers> LOOP_BUFFERS = ThreadLocal.withInitial(LoopBuffers::new);
+
+    /** A buffer of at least {@code floats} floats that {@code loops} allocated. */
+    @SuppressWarnings("unchecked")   // allocated by these loops (see LoopBuffers.fit): it is their B
+    static <B extends Buffer> B buffer(FloatLoops<B> loops, BufferSlot slot, int floats) {
+        return (B) LOOP_BUFFERS.get().fit(loops, slot, floats);
+    }
+
+    /** One thread's loop buffers and the loop set that allocated them (a different one starts afresh). */
+    private static final class LoopBuffers {
+        private FloatLoops<?> owner;
+        private final Buffer[] buffers = new Buffer[BufferSlot.values().length];
+        private final int[] floats = new int[BufferSlot.values().length];
+
+        Buffer fit(FloatLoops<?> loops, BufferSlot slot, int length) {
+            if (owner != loops) {
+                owner = loops;
+                Arrays.fill(buffers, null);
+                Arrays.fill(floats, 0);
+            }
+            int i = slot.ordinal();
+            if (floats[i] < length) {
+                buffers[i] = loops.allocate(length);
+                floats[i] = length;
+            }
+            return buffers[i];
+        }
     }
 }

@@ -72,7 +72,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
      * (normal and subnormal alike: the product only moves the exponent); exponent 31 (infinity, NaN) maps to 255.
      */
     @Override
-    public void widenHalves(ByteBuffer halves, int from, ByteBuffer floats, int length) {
+    public void widenHalves(ByteBuffer halves, int from, ByteBuffer floats, int to, int length) {
         int vectorsEnd = length / LANES * LANES;
         for (int i = 0; i < vectorsEnd; i += LANES) {
             IntVector bits = (IntVector) ShortVector.fromByteBuffer(SHORT_SPECIES, halves, (from + i) * Short.BYTES,
@@ -81,10 +81,11 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
             IntVector finite = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
             finite.blend(shifted.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00))
-                    .or(bits.and(0x80000000)).reinterpretAsFloats().intoByteBuffer(floats, i * Float.BYTES, ORDER);
+                    .or(bits.and(0x80000000)).reinterpretAsFloats()
+                    .intoByteBuffer(floats, (to + i) * Float.BYTES, ORDER);
         }
         for (int i = vectorsEnd; i < length; i++) {
-            floats.putFloat(i * Float.BYTES, Elements.halfValue(halves.getShort((from + i) * Short.BYTES)));
+            floats.putFloat((to + i) * Float.BYTES, Elements.halfValue(halves.getShort((from + i) * Short.BYTES)));
         }
     }
 
@@ -94,11 +95,11 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
      * does the rounding (see {@link #SUBNORMAL_MAGIC}); from 65520 up, infinity; NaN stays NaN.
      */
     @Override
-    public void narrowToHalves(ByteBuffer floats, ByteBuffer halves, int from, int length) {
+    public void narrowToHalves(ByteBuffer floats, int from, ByteBuffer halves, int to, int length) {
         int vectorsEnd = length / LANES * LANES;
         int magicBits = Float.floatToRawIntBits(SUBNORMAL_MAGIC);
         for (int i = 0; i < vectorsEnd; i += LANES) {
-            IntVector bits = fromByteBuffer(SPECIES, floats, i * Float.BYTES, ORDER).reinterpretAsInts();
+            IntVector bits = fromByteBuffer(SPECIES, floats, (from + i) * Float.BYTES, ORDER).reinterpretAsInts();
             IntVector magnitude = bits.and(0x7fffffff);
             IntVector normal = magnitude.add(((15 - 127) << 23) + 0xfff)
                     .add(magnitude.lanewise(VectorOperators.LSHR, 13).and(1)).lanewise(VectorOperators.LSHR, 13);
@@ -109,10 +110,10 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                     .blend(0x7e00, magnitude.compare(VectorOperators.GT, 0x7f800000))
                     .or(bits.lanewise(VectorOperators.LSHR, 16).and(0x8000));
             half.convertShape(VectorOperators.I2S, SHORT_SPECIES, 0).reinterpretAsShorts()
-                    .intoByteBuffer(halves, (from + i) * Short.BYTES, ORDER);
+                    .intoByteBuffer(halves, (to + i) * Short.BYTES, ORDER);
         }
         for (int i = vectorsEnd; i < length; i++) {
-            halves.putShort((from + i) * Short.BYTES, Elements.floatToHalf(floats.getFloat(i * Float.BYTES)));
+            halves.putShort((to + i) * Short.BYTES, Elements.floatToHalf(floats.getFloat((from + i) * Float.BYTES)));
         }
     }
 

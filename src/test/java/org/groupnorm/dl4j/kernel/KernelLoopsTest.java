@@ -385,7 +385,7 @@ class KernelLoopsTest {
     /** Every element of the rows holds the expected value, and every element outside them is untouched (0). */
     /**
      * The whole-vector binary16 conversions against {@link Elements}' scalar ones, bit for bit: every binary16 value
-     * widened, and narrowed back from a buffer of the loops' own; floats narrowed at every exponent around the
+     * widened, and narrowed back from a buffer of the loops' own (at an offset); floats narrowed at every exponent around the
      * rounding boundaries (exact, ties, one off either side, carries into the exponent and into infinity), across the
      * subnormal range, and along a stride through all 2^32 bit patterns. Runs start off a vector boundary and end in a
      * tail.
@@ -405,10 +405,10 @@ class KernelLoopsTest {
         for (int bits = 0; bits < count; bits++) {
             halves.putShort((from + bits) * Short.BYTES, (short) bits);
         }
-        loops.widenHalves(halves, from, floatView, count);
-        B own = loops.allocate(count);
-        loops.widenHalves(halves, from, own, count);
-        loops.narrowToHalves(own, narrowed, from, count);
+        loops.widenHalves(halves, from, floatView, 0, count);
+        B own = loops.allocate(count + 5);
+        loops.widenHalves(halves, from, own, 5, count);
+        loops.narrowToHalves(own, 5, narrowed, from, count);
         for (int bits = 0; bits < count; bits++) {
             float expected = Elements.halfToFloat((short) bits);
             short back = narrowed.getShort((from + bits) * Short.BYTES);
@@ -451,7 +451,7 @@ class KernelLoopsTest {
             while (count < capacity - 1 && bits.hasNext()) {   // one short: the last narrowing ends in a tail
                 floats.putInt(count++ * Float.BYTES, (int) bits.nextLong());
             }
-            loops.narrowToHalves(floatView, halves, from, count);
+            loops.narrowToHalves(floatView, 0, halves, from, count);
             for (int i = 0; i < count; i++) {
                 float value = floats.getFloat(i * Float.BYTES);
                 short actual = halves.getShort((from + i) * Short.BYTES);
