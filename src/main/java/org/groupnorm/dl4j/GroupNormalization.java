@@ -279,7 +279,8 @@ public class GroupNormalization extends FeedForwardLayer {
         }
         long perExample = inputType.arrayElementsPerExample();
         // Per example: the statistics (mean and 1/std per group), plus the working arrays of the portable engine
-        // (what runs off the CPU and for HALF), an upper bound for the CPU kernel, which needs none: forward the
+        // (what runs off the CPU), an upper bound for the CPU kernel, which needs none (its per-thread slab copies
+        // for HALF are not per example): forward the
         // centered values and, for channels-last or HALF input, a channels-first copy (2 tensors); backward also
         // the output-gradient copy (3).
         long statsPerExample = 2L * groupsFor(nIn);
