@@ -32,6 +32,12 @@ final class FloatChannelsLast {
 
     /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
     private static final int MIN_WIDTH = 16;
+    /**
+     * The most floats of a binary16 block's float32 copies (16 MiB each, three per thread backward) unless one group
+     * alone is larger: the plain loops' blocks are whole examples, and {@value #MIN_WIDTH} channels of a 3D volume
+     * can be hundreds of MB, where the general path this replaces held one group's slab.
+     */
+    private static final int MAX_STAGED_FLOATS = 1 << 22;
 
     private static final ThreadLocal<ShiftedMoments> MOMENTS = ThreadLocal.withInitial(ShiftedMoments::new);
 
@@ -52,7 +58,7 @@ final class FloatChannelsLast {
         if (x.dataType() == DataType.HALF) {
             ByteBuffer in = Elements.bytes(x);
             ByteBuffer out = Elements.bytes(y);
-            forEachBlock(geo, blockFloats, (n, g0, g1) -> {
+            forEachBlock(geo, Math.min(blockFloats, MAX_STAGED_FLOATS), MAX_STAGED_FLOATS, (n, g0, g1) -> {
                 int width = (g1 - g0) * geo.perGroup;
                 B block = Scratch.buffer(loops, Scratch.BufferSlot.X, width * geo.positions);
                 widenBlock(loops, in, n, g0, width, geo, block);
@@ -63,7 +69,7 @@ final class FloatChannelsLast {
         }
         B in = loops.view(x);
         B out = loops.view(y);
-        forEachBlock(geo, blockFloats, (n, g0, g1) -> forwardBlock(loops, in, out, blockStart(geo, n, g0),
+        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> forwardBlock(loops, in, out, blockStart(geo, n, g0),
                 geo.channels, n, g0, g1, geo, gamma, beta, eps, activation, stats));
     }
 
@@ -75,7 +81,7 @@ final class FloatChannelsLast {
             ByteBuffer in = Elements.bytes(x);
             ByteBuffer gradOut = Elements.bytes(dy);
             ByteBuffer gradIn = Elements.bytes(dx);
-            forEachBlock(geo, blockFloats, (n, g0, g1) -> {
+            forEachBlock(geo, Math.min(blockFloats, MAX_STAGED_FLOATS), MAX_STAGED_FLOATS, (n, g0, g1) -> {
                 int width = (g1 - g0) * geo.perGroup;
                 int floats = width * geo.positions;
                 B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, floats);
@@ -92,7 +98,7 @@ final class FloatChannelsLast {
         B in = loops.view(x);
         B gradOut = loops.view(dy);
         B gradIn = loops.view(dx);
-        forEachBlock(geo, blockFloats, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn,
+        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn,
                 blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy,
                 sumDyCentered));
     }
@@ -120,9 +126,12 @@ final class FloatChannelsLast {
         }
     }
 
-    /** Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel. */
-    private static void forEachBlock(Geometry geo, int blockFloats, BlockBody body) {
-        int groupsPerBlock = groupsPerBlock(geo, blockFloats);
+    /**
+     * Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel; see {@link #groupsPerBlock}
+     * for the two limits.
+     */
+    private static void forEachBlock(Geometry geo, int blockFloats, int maxFloats, BlockBody body) {
+        int groupsPerBlock = groupsPerBlock(geo, blockFloats, maxFloats);
         int blocks = ceilDiv(geo.groups, groupsPerBlock);
         Parallel.forEach(geo.examples * blocks, (long) geo.examples * geo.channels * geo.positions, unit -> {
             int firstGroup = unit % blocks * groupsPerBlock;
@@ -157,12 +166,14 @@ final class FloatChannelsLast {
     /**
      * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
      * floats) spans at most {@code blockFloats} (the loop set's {@link FloatLoops#channelsLastBlockFloats}), but at
-     * least {@value #MIN_WIDTH} channels wide when the example has them, so that the row loops run on whole vectors.
+     * least {@value #MIN_WIDTH} channels wide when the example has them, so that the row loops run on whole vectors;
+     * narrower only where {@value #MIN_WIDTH} channels would pass {@code maxFloats}, and never less than one group.
      */
-    private static int groupsPerBlock(Geometry geo, int blockFloats) {
+    private static int groupsPerBlock(Geometry geo, int blockFloats, int maxFloats) {
         int blocksPerExample = Math.min(geo.groups, ceilDiv(Parallel.threads(), geo.examples));
         int forThreads = ceilDiv(geo.groups, blocksPerExample);
-        int cachedWidth = Math.max(MIN_WIDTH, blockFloats / geo.positions / MIN_WIDTH * MIN_WIDTH);
+        int minWidth = Math.max(1, Math.min(MIN_WIDTH, maxFloats / geo.positions));
+        int cachedWidth = Math.max(minWidth, blockFloats / geo.positions / MIN_WIDTH * MIN_WIDTH);
         int forCache = Math.max(1, cachedWidth / geo.perGroup);
         return Math.max(1, Math.min(forThreads, forCache));
     }
