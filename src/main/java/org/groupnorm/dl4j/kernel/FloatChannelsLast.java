@@ -8,9 +8,9 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC; no mask). A group's elements are short runs of C/G channels
- * interleaved with every other group's, so instead of walking one group at a time this path walks an example's
- * positions as rows of channels, and every loop works on whole rows with one coefficient per column
+ * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC; no mask). A group's elements are short
+ * runs of C/G channels interleaved with every other group's, so instead of walking one group at a time this path walks
+ * an example's positions as rows of channels, and every loop works on whole rows with one coefficient per column
  * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
  *
  * <p>The unit of work is a block of whole groups of one example, read over all its positions: it holds everything
@@ -58,7 +58,7 @@ final class FloatChannelsLast {
         if (x.dataType() == DataType.HALF) {
             ByteBuffer in = Elements.bytes(x);
             ByteBuffer out = Elements.bytes(y);
-            forEachBlock(geo, Math.min(blockFloats, MAX_STAGED_FLOATS), MAX_STAGED_FLOATS, (n, g0, g1) -> {
+            forEachBlock(geo, blockFloats, MAX_STAGED_FLOATS, (n, g0, g1) -> {
                 int width = (g1 - g0) * geo.perGroup;
                 B block = Scratch.buffer(loops, Scratch.BufferSlot.X, width * geo.positions);
                 widenBlock(loops, in, n, g0, width, geo, block);
@@ -69,8 +69,8 @@ final class FloatChannelsLast {
         }
         B in = loops.view(x);
         B out = loops.view(y);
-        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> forwardBlock(loops, in, out, blockStart(geo, n, g0),
-                geo.channels, n, g0, g1, geo, gamma, beta, eps, activation, stats));
+        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> forwardBlock(loops, in, out,
+                blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, eps, activation, stats));
     }
 
     static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
@@ -81,7 +81,7 @@ final class FloatChannelsLast {
             ByteBuffer in = Elements.bytes(x);
             ByteBuffer gradOut = Elements.bytes(dy);
             ByteBuffer gradIn = Elements.bytes(dx);
-            forEachBlock(geo, Math.min(blockFloats, MAX_STAGED_FLOATS), MAX_STAGED_FLOATS, (n, g0, g1) -> {
+            forEachBlock(geo, blockFloats, MAX_STAGED_FLOATS, (n, g0, g1) -> {
                 int width = (g1 - g0) * geo.perGroup;
                 int floats = width * geo.positions;
                 B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, floats);
@@ -108,7 +108,7 @@ final class FloatChannelsLast {
         return geo.exampleStart(n) + g0 * geo.perGroup;
     }
 
-    /** The binary16 block of groups [g0, ...) of example n, {@code width} channels wide, as float32 rows side by side. */
+    /** The binary16 block of groups [g0, ...) of example n, {@code width} channels wide, as float32 rows together. */
     private static <B extends Buffer> void widenBlock(FloatLoops<B> loops, ByteBuffer halves, int n, int g0,
                                                       int width, Geometry geo, B block) {
         int start = blockStart(geo, n, g0);
@@ -165,15 +165,17 @@ final class FloatChannelsLast {
 
     /**
      * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
-     * floats) spans at most {@code blockFloats} (the loop set's {@link FloatLoops#channelsLastBlockFloats}), but at
-     * least {@value #MIN_WIDTH} channels wide when the example has them, so that the row loops run on whole vectors;
-     * narrower only where {@value #MIN_WIDTH} channels would pass {@code maxFloats}, and never less than one group.
+     * floats) spans at most {@code blockFloats} (the loop set's {@link FloatLoops#channelsLastBlockFloats}) and
+     * {@code maxFloats}, but at least {@value #MIN_WIDTH} channels wide when the example has them, so that the row
+     * loops run on whole vectors; narrower only where {@value #MIN_WIDTH} channels would pass {@code maxFloats}, and
+     * never less than one group.
      */
     private static int groupsPerBlock(Geometry geo, int blockFloats, int maxFloats) {
         int blocksPerExample = Math.min(geo.groups, ceilDiv(Parallel.threads(), geo.examples));
         int forThreads = ceilDiv(geo.groups, blocksPerExample);
         int minWidth = Math.max(1, Math.min(MIN_WIDTH, maxFloats / geo.positions));
-        int cachedWidth = Math.max(minWidth, blockFloats / geo.positions / MIN_WIDTH * MIN_WIDTH);
+        int cachedWidth = Math.max(minWidth,
+                Math.min(blockFloats, maxFloats) / geo.positions / MIN_WIDTH * MIN_WIDTH);
         int forCache = Math.max(1, cachedWidth / geo.perGroup);
         return Math.max(1, Math.min(forThreads, forCache));
     }
@@ -232,8 +234,8 @@ final class FloatChannelsLast {
                 ? new FloatLoops.RowGate(scales, offsets, activation.negativeSlope()) : null;
         loops.rowNormalize(in, out, start, stride, geo.positions, width, anchors, scales, offsets, gate);
         if (!activation.isIdentity() && !activation.isPiecewiseLinear()) {
-            forEachRun(geo, start, stride, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f, 0f,
-                    activation));
+            forEachRun(geo, start, stride, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f,
+                    0f, activation));
         }
     }
 

@@ -6,11 +6,11 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import java.lang.ref.Reference;
 import java.util.Random;
-import org.nd4j.linalg.activations.Activation;
 import org.groupnorm.dl4j.TensorLayout;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
