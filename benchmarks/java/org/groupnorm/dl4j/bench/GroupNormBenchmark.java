@@ -32,6 +32,7 @@ import org.nd4j.linalg.api.memory.enums.ResetPolicy;
 import org.nd4j.linalg.api.memory.enums.SpillPolicy;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * Steady-state timings of GroupNorm (this library: the CPU kernel, and forward+backward on the portable and SameDiff
@@ -77,6 +78,10 @@ public class GroupNormBenchmark {
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormHalf(), shape.half(shape.x), shape.half(shape.dy)));
             time(1, WARMUP_SECONDS, () -> run(shape.groupNormNhwcHalf(), shape.half(shape.xNhwc),
                     shape.half(shape.dyNhwc)));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(TensorLayout.NCW), shape.sequence(shape.x),
+                    shape.sequence(shape.dy), shape.mask));
+            time(1, WARMUP_SECONDS, () -> run(shape.groupNorm(TensorLayout.NWC), shape.sequenceLast(shape.xNhwc),
+                    shape.sequenceLast(shape.dyNhwc), shape.mask));
         }
         // The portable engine, each shape in its own workspaces as in a network that always runs it (workspaces sized
         // by the kernel would hand it slow fresh allocations), before the rounds: measured after them, the first
@@ -95,7 +100,7 @@ public class GroupNormBenchmark {
         // alternating exposes both sides to the same drift. The slow columns (SameDiff engine, DL4J BatchNorm) run
         // once at the end: their garbage and JIT activity would disturb the fast measurements.
         // Per shape, per round. Ours: GN fwd, f+b, floor, NHWC f+b, GN+ReLU f+b, GN+SiLU f+b, HALF f+b, NHWC GN+ReLU
-        // f+b, NHWC GN+SiLU f+b, NHWC HALF f+b. Torch: GN
+        // f+b, NHWC GN+SiLU f+b, NHWC HALF f+b, NCW masked f+b, NWC masked f+b. Torch: GN
         // fwd, f+b, BN f+b, channels_last f+b, GN then ReLU f+b, GN then SiLU f+b.
         Map<String, List<double[]>> measured = new LinkedHashMap<>();
         Map<String, List<double[]>> torch = new LinkedHashMap<>();
@@ -124,9 +129,15 @@ public class GroupNormBenchmark {
                 GroupNormalizationLayer nhwcHalf = shape.groupNormNhwcHalf();
                 double nhwcHalfFwdBwd = time(iterations, 1,
                         () -> run(nhwcHalf, shape.half(shape.xNhwc), shape.half(shape.dyNhwc)));
+                GroupNormalizationLayer ncw = shape.groupNorm(TensorLayout.NCW);
+                double ncwMaskedFwdBwd = time(iterations, 1, () -> run(ncw, shape.sequence(shape.x),
+                        shape.sequence(shape.dy), shape.mask));
+                GroupNormalizationLayer nwc = shape.groupNorm(TensorLayout.NWC);
+                double nwcMaskedFwdBwd = time(iterations, 1, () -> run(nwc, shape.sequenceLast(shape.xNhwc),
+                        shape.sequenceLast(shape.dyNhwc), shape.mask));
                 measured.computeIfAbsent(spec, k -> new ArrayList<>()).add(new double[]{fwd, fwdBwd, floor,
                         nhwcFwdBwd, reluFwdBwd, siluFwdBwd, halfFwdBwd, nhwcReluFwdBwd, nhwcSiluFwdBwd,
-                        nhwcHalfFwdBwd});
+                        nhwcHalfFwdBwd, ncwMaskedFwdBwd, nwcMaskedFwdBwd});
                 allocations.putIfAbsent(spec, Allocations.perIteration(() -> run(gn, shape.x, shape.dy)));
             }
         }
@@ -189,6 +200,14 @@ public class GroupNormBenchmark {
             System.out.printf("%-16s %9.3f %17s %9.3f %17s%n", spec, median(ours, 6), ratios(ours, 6, ours, 1),
                     median(ours, 9), ratios(ours, 9, ours, 3));
         }
+        System.out.printf("%nMasked sequences ([N, C, H*W] NCW and [N, H*W, C] NWC, the same values; example n padded"
+                + " on its last (n %% 4)/8 positions), forward+backward ms:%n%-16s %10s %17s %10s %17s%n",
+                "N,C,H,W,G", "NCW masked", "/NCHW", "NWC masked", "/NHWC");
+        for (String spec : shapes) {
+            List<double[]> ours = measured.get(spec);
+            System.out.printf("%-16s %10.3f %17s %10.3f %17s%n", spec, median(ours, 10), ratios(ours, 10, ours, 1),
+                    median(ours, 11), ratios(ours, 11, ours, 3));
+        }
     }
 
     /** The median over rounds of column {@code column}. */
@@ -212,8 +231,27 @@ public class GroupNormBenchmark {
         return String.format("%.2fx [%.2f-%.2f]", r[r.length / 2], r[0], r[r.length - 1]);
     }
 
-    /** One benchmark shape (N,C,H,W,G) with random input and output gradient. */
-    private record Shape(long channels, int groups, INDArray x, INDArray dy, INDArray xNhwc, INDArray dyNhwc) {
+    /**
+     * One benchmark shape (N,C,H,W,G) with random input and output gradient, and a mask for the same values read as
+     * sequences of H*W steps.
+     */
+    private record Shape(long channels, int groups, INDArray x, INDArray dy, INDArray xNhwc, INDArray dyNhwc,
+                         INDArray mask) {
+        /** Channels-first input as [N, C, H*W] sequences (a view). */
+        INDArray sequence(INDArray input) {
+            return input.reshape(input.size(0), input.size(1), input.size(2) * input.size(3));
+        }
+
+        /** Channels-last input as [N, H*W, C] sequences (a view). */
+        INDArray sequenceLast(INDArray input) {
+            return input.reshape(input.size(0), input.size(1) * input.size(2), input.size(3));
+        }
+
+        /** GroupNorm on sequences in {@code layout}. */
+        GroupNormalizationLayer groupNorm(TensorLayout layout) {
+            return groupNorm(new GroupNormalization.Builder().dataFormat(layout));
+        }
+
         /** A HALF copy of one of this shape's inputs, made once. */
         INDArray half(INDArray input) {
             return HALVES.computeIfAbsent(input, a -> a.castTo(DataType.HALF));
@@ -224,7 +262,17 @@ public class GroupNormBenchmark {
             long[] shape = {v[0], v[1], v[2], v[3]};
             INDArray x = Nd4j.randn(DataType.FLOAT, shape);
             INDArray dy = Nd4j.randn(DataType.FLOAT, shape);
-            return new Shape(v[1], (int) v[4], x, dy, x.permute(0, 2, 3, 1).dup('c'), dy.permute(0, 2, 3, 1).dup('c'));
+            // Sequences of different lengths, as in a batch: example n padded on its last (n % 4) eighths.
+            long steps = v[2] * v[3];
+            INDArray mask = Nd4j.ones(DataType.FLOAT, v[0], steps);
+            for (int n = 0; n < v[0]; n++) {
+                if (n % 4 > 0) {
+                    mask.get(NDArrayIndex.point(n), NDArrayIndex.interval(steps - n % 4 * steps / 8, steps))
+                            .assign(0);
+                }
+            }
+            return new Shape(v[1], (int) v[4], x, dy, x.permute(0, 2, 3, 1).dup('c'), dy.permute(0, 2, 3, 1).dup('c'),
+                    mask);
         }
 
         GroupNormalizationLayer groupNorm() {
@@ -300,6 +348,12 @@ public class GroupNormBenchmark {
     }
 
     private static void run(Layer layer, INDArray x, INDArray dy) {
+        run(layer, x, dy, WORKSPACES);
+    }
+
+    /** {@link #run} on sequences with a mask ([N, steps], 0 = padded). */
+    private static void run(Layer layer, INDArray x, INDArray dy, INDArray mask) {
+        layer.setMaskArray(mask);
         run(layer, x, dy, WORKSPACES);
     }
 

@@ -55,6 +55,18 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
     }
 
     @Override
+    public void copy(FloatBuffer from, int fromIndex, FloatBuffer to, int toIndex, int length) {
+        to.put(toIndex, from, fromIndex, length);
+    }
+
+    @Override
+    public void clear(FloatBuffer to, int from, int length) {
+        for (int i = from; i < from + length; i++) {
+            to.put(i, 0f);
+        }
+    }
+
+    @Override
     public void widenHalves(ByteBuffer halves, int from, FloatBuffer floats, int to, int length) {
         Blocks b = BLOCKS.get();
         for (int start = 0; start < length; start += BLOCK) {

@@ -1,14 +1,13 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.Buffer;
-import java.nio.ByteBuffer;
 import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC; no mask). A group's elements are short
+ * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC). A group's elements are short
  * runs of C/G channels interleaved with every other group's, so instead of walking one group at a time this path walks
  * an example's positions as rows of channels, and every loop works on whole rows with one coefficient per column
  * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
@@ -19,7 +18,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * least as many examples as threads). The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
  * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
  * elementwise formulas are {@link Coefficients}'. A binary16 block is widened into per-thread float32 rows (side by
- * side, one block wide), computed there as a float32 block, and rounded back once.
+ * side, one block wide), computed there as a float32 block, and rounded back once. A masked block is copied the same
+ * way, one row per present position ({@link Presence}), and its rows at padded positions are set to 0 afterwards;
+ * float32 blocks of examples without padding run in place.
  *
  * <p>A fused ReLU or LeakyReLU is applied inside the row loops ({@link FloatLoops.RowGate}: backward recomputes the
  * gate from x with forward's coefficients). A smooth activation (SIGMOID, TANH, SWISH) runs on the block's memory as
@@ -33,7 +34,7 @@ final class FloatChannelsLast {
     /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
     private static final int MIN_WIDTH = 16;
     /**
-     * The most floats of a binary16 block's float32 copies (16 MiB each, three per thread backward) unless one group
+     * The most floats of a block's float32 copies (16 MiB each, three per thread backward) unless one group
      * alone is larger: the plain loops' blocks are whole examples, and {@value #MIN_WIDTH} channels of a 3D volume
      * can be hundreds of MB, where the general path this replaces held one group's slab.
      */
@@ -44,63 +45,83 @@ final class FloatChannelsLast {
     private FloatChannelsLast() {
     }
 
-    /**
-     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels last, no mask.
-     */
-    static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
-        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && layout.channelsLast()
-                && mask == null;
+    /** Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels last. */
+    static boolean applies(INDArray x, TensorLayout layout) {
+        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && layout.channelsLast();
     }
 
-    static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
-                                           double[] beta, double eps, FusedActivation activation, GroupStats stats) {
-        int blockFloats = loops.channelsLastBlockFloats();
-        if (x.dataType() == DataType.HALF) {
-            ByteBuffer in = Elements.bytes(x);
-            ByteBuffer out = Elements.bytes(y);
-            forEachBlock(geo, blockFloats, MAX_STAGED_FLOATS, (n, g0, g1) -> {
-                int width = (g1 - g0) * geo.perGroup;
-                B block = Scratch.buffer(loops, Scratch.BufferSlot.X, width * geo.positions);
-                widenBlock(loops, in, n, g0, width, geo, block);
-                forwardBlock(loops, block, block, 0, width, n, g0, g1, geo, gamma, beta, eps, activation, stats);
-                narrowBlock(loops, block, out, n, g0, width, geo);
-            });
-            return;
-        }
-        B in = loops.view(x);
-        B out = loops.view(y);
-        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> forwardBlock(loops, in, out,
-                blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, eps, activation, stats));
+    static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Presence present,
+                                           Geometry geo, double[] gamma, double[] beta, double eps,
+                                           FusedActivation activation, GroupStats stats) {
+        boolean inPlace = x.dataType() == DataType.FLOAT;   // then unpadded examples run on the arrays themselves
+        B in = inPlace ? loops.view(x) : null;
+        B out = inPlace ? loops.view(y) : null;
+        StagedArray<B> stagedIn = StagedArray.of(loops, x);
+        StagedArray<B> stagedOut = StagedArray.of(loops, y);
+        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(inPlace, present), (n, g0, g1) -> {
+            if (inPlace && present.isComplete(n)) {
+                forwardBlock(loops, in, out, blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, eps,
+                        activation, stats);
+                return;
+            }
+            int width = (g1 - g0) * geo.perGroup;
+            int count = present.count(n);
+            B block = Scratch.buffer(loops, Scratch.BufferSlot.X, width * count);
+            if (count == 0) {
+                ShiftedMoments moments = MOMENTS.get();
+                moments.setEmpty();
+                for (int g = g0; g < g1; g++) {
+                    moments.record(stats, n * geo.groups + g, eps);
+                }
+            } else {
+                readBlock(stagedIn, n, g0, width, geo, present, block);
+                forwardBlock(loops, block, block, 0, width, n, g0, g1, geo.withPositions(count), gamma, beta, eps,
+                        activation, stats);
+            }
+            writeBlock(block, stagedOut, n, g0, width, geo, present);
+        });
     }
 
-    static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
-                                            double[] gamma, double[] beta, FusedActivation activation,
-                                            GroupStats stats, double[] sumDy, double[] sumDyCentered) {
-        int blockFloats = loops.channelsLastBlockFloats();
-        if (x.dataType() == DataType.HALF) {
-            ByteBuffer in = Elements.bytes(x);
-            ByteBuffer gradOut = Elements.bytes(dy);
-            ByteBuffer gradIn = Elements.bytes(dx);
-            forEachBlock(geo, blockFloats, MAX_STAGED_FLOATS, (n, g0, g1) -> {
-                int width = (g1 - g0) * geo.perGroup;
-                int floats = width * geo.positions;
-                B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, floats);
-                B dys = Scratch.buffer(loops, Scratch.BufferSlot.DY, floats);
-                B dxs = Scratch.buffer(loops, Scratch.BufferSlot.DX, floats);
-                widenBlock(loops, in, n, g0, width, geo, xs);
-                widenBlock(loops, gradOut, n, g0, width, geo, dys);
-                backwardBlock(loops, xs, dys, dxs, 0, width, n, g0, g1, geo, gamma, beta, activation, stats, sumDy,
-                        sumDyCentered);
-                narrowBlock(loops, dxs, gradIn, n, g0, width, geo);
-            });
-            return;
-        }
-        B in = loops.view(x);
-        B gradOut = loops.view(dy);
-        B gradIn = loops.view(dx);
-        forEachBlock(geo, blockFloats, Integer.MAX_VALUE, (n, g0, g1) -> backwardBlock(loops, in, gradOut, gradIn,
-                blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy,
-                sumDyCentered));
+    static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx,
+                                            Presence present, Geometry geo, double[] gamma, double[] beta,
+                                            FusedActivation activation, GroupStats stats, double[] sumDy,
+                                            double[] sumDyCentered) {
+        boolean inPlace = x.dataType() == DataType.FLOAT;
+        B in = inPlace ? loops.view(x) : null;
+        B gradOut = inPlace ? loops.view(dy) : null;
+        B gradIn = inPlace ? loops.view(dx) : null;
+        StagedArray<B> stagedIn = StagedArray.of(loops, x);
+        StagedArray<B> stagedGradOut = StagedArray.of(loops, dy);
+        StagedArray<B> stagedGradIn = StagedArray.of(loops, dx);
+        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(inPlace, present), (n, g0, g1) -> {
+            if (inPlace && present.isComplete(n)) {
+                backwardBlock(loops, in, gradOut, gradIn, blockStart(geo, n, g0), geo.channels, n, g0, g1, geo,
+                        gamma, beta, activation, stats, sumDy, sumDyCentered);
+                return;
+            }
+            int width = (g1 - g0) * geo.perGroup;
+            int count = present.count(n);
+            int floats = width * count;
+            B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, floats);
+            B dys = Scratch.buffer(loops, Scratch.BufferSlot.DY, floats);
+            B dxs = Scratch.buffer(loops, Scratch.BufferSlot.DX, floats);
+            if (count == 0) {
+                int channelSums = n * geo.channels + g0 * geo.perGroup;
+                Arrays.fill(sumDy, channelSums, channelSums + width, 0);
+                Arrays.fill(sumDyCentered, channelSums, channelSums + width, 0);
+            } else {
+                readBlock(stagedIn, n, g0, width, geo, present, xs);
+                readBlock(stagedGradOut, n, g0, width, geo, present, dys);
+                backwardBlock(loops, xs, dys, dxs, 0, width, n, g0, g1, geo.withPositions(count), gamma, beta,
+                        activation, stats, sumDy, sumDyCentered);
+            }
+            writeBlock(dxs, stagedGradIn, n, g0, width, geo, present);
+        });
+    }
+
+    /** The most floats a block may span: unlimited when every block runs in place, else the copies' limit. */
+    private static int copyLimit(boolean inPlace, Presence present) {
+        return inPlace && present.isComplete() ? Integer.MAX_VALUE : MAX_STAGED_FLOATS;
     }
 
     /** Where the block of groups [g0, ...) of example n starts in the array: its first row's first element. */
@@ -108,22 +129,42 @@ final class FloatChannelsLast {
         return geo.exampleStart(n) + g0 * geo.perGroup;
     }
 
-    /** The binary16 block of groups [g0, ...) of example n, {@code width} channels wide, as float32 rows together. */
-    private static <B extends Buffer> void widenBlock(FloatLoops<B> loops, ByteBuffer halves, int n, int g0,
-                                                      int width, Geometry geo, B block) {
+    /**
+     * The block of groups [g0, ...) of example n, {@code width} channels wide, as float32 rows side by side: one row
+     * per present position.
+     */
+    private static <B extends Buffer> void readBlock(StagedArray<B> array, int n, int g0, int width, Geometry geo,
+                                                     Presence present, B block) {
         int start = blockStart(geo, n, g0);
-        for (int p = 0; p < geo.positions; p++) {
-            loops.widenHalves(halves, start + p * geo.channels, block, p * width, width);
-        }
+        present.forEachPresent(n, (position, length, compacted) -> {
+            if (width == geo.channels) {   // the rows are side by side in the array too
+                array.read(start + position * width, block, compacted * width, length * width);
+                return;
+            }
+            for (int p = 0; p < length; p++) {
+                array.read(start + (position + p) * geo.channels, block, (compacted + p) * width, width);
+            }
+        });
     }
 
-    /** {@link #widenBlock} the other way: the float32 rows rounded into the binary16 array. */
-    private static <B extends Buffer> void narrowBlock(FloatLoops<B> loops, B block, ByteBuffer halves, int n, int g0,
-                                                       int width, Geometry geo) {
+    /** {@link #readBlock} the other way, and 0 in the block's rows at padded positions. */
+    private static <B extends Buffer> void writeBlock(B block, StagedArray<B> array, int n, int g0, int width,
+                                                      Geometry geo, Presence present) {
         int start = blockStart(geo, n, g0);
-        for (int p = 0; p < geo.positions; p++) {
-            loops.narrowToHalves(block, p * width, halves, start + p * geo.channels, width);
-        }
+        present.forEachPresent(n, (position, length, compacted) -> {
+            if (width == geo.channels) {
+                array.write(block, compacted * width, start + position * width, length * width);
+                return;
+            }
+            for (int p = 0; p < length; p++) {
+                array.write(block, (compacted + p) * width, start + (position + p) * geo.channels, width);
+            }
+        });
+        present.forEachPadded(n, (position, length) -> {
+            for (int p = position; p < position + length; p++) {
+                array.clear(start + p * geo.channels, width);
+            }
+        });
     }
 
     /**
@@ -222,8 +263,7 @@ final class FloatChannelsLast {
             int unit = n * geo.groups + g;
             moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
                     groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
-            stats.mean[unit] = moments.mean;
-            stats.rstd[unit] = moments.rstd(eps);
+            moments.record(stats, unit, eps);
             Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
                     Coefficients.anchor(moments.mean));
         }

@@ -20,8 +20,14 @@ interface FloatLoops<B extends Buffer> {
     /** The array's elements, without a copy. */
     B view(INDArray array);
 
-    /** Room for {@code floats} floats, for a float32 copy of a half-precision slab. */
+    /** Room for {@code floats} floats, for a float32 copy of a slab or block ({@link StagedArray}). */
     B allocate(int floats);
+
+    /** {@code to[toIndex, toIndex + length)} = {@code from[fromIndex, fromIndex + length)}. */
+    void copy(B from, int fromIndex, B to, int toIndex, int length);
+
+    /** {@code to[from, from + length)} = 0. */
+    void clear(B to, int from, int length);
 
     /**
      * {@code floats[to, to + length)} = the IEEE binary16 values {@code halves[from, from + length)} (indices in

@@ -1,16 +1,18 @@
 package org.groupnorm.dl4j.kernel;
 
 import java.nio.Buffer;
-import java.nio.ByteBuffer;
+import java.util.Arrays;
 import org.groupnorm.dl4j.TensorLayout;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The channels-first path for float32 and binary16 storage (no mask): every (example, group) slab is one contiguous
- * run of the array, made of one row of {@code positions} elements per channel, and the work is four run loops
+ * The channels-first path for float32 and binary16 storage: every (example, group) slab is one contiguous run of the
+ * array, made of one row of {@code positions} elements per channel, and the work is four run loops
  * ({@link FloatLoops}). A binary16 slab is widened into a per-thread float32 copy, computed there exactly as a float32
- * slab, and rounded back: statistics and arithmetic in float32, one rounding to half per output.
+ * slab, and rounded back: statistics and arithmetic in float32, one rounding to half per output. A masked slab is
+ * computed the same way on a copy of its present positions ({@link Presence}), its padded ones set to 0 afterwards;
+ * float32 slabs of examples without padding run in place.
  *
  * <p>Forward takes one pass for the statistics ({@link ShiftedMoments}: shifted sums, repeated around the mean when
  * the shift was too far from it) and one pass for the output. Backward takes per-channel sums of dy and
@@ -31,58 +33,114 @@ final class FloatRows {
     }
 
     /**
-     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels first, no mask,
-     * rows long enough to stream.
+     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels first, rows long
+     * enough to stream (masked or not).
      */
-    static boolean applies(INDArray x, TensorLayout layout, INDArray mask) {
+    static boolean applies(INDArray x, TensorLayout layout) {
         return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && !layout.channelsLast()
-                && mask == null && layout.spatialSize(x.shape()) >= MIN_ROW;
+                && layout.spatialSize(x.shape()) >= MIN_ROW;
     }
 
-    static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Geometry geo, double[] gamma,
-                                           double[] beta, double eps, FusedActivation activation, GroupStats stats) {
-        if (x.dataType() == DataType.HALF) {
-            ByteBuffer in = Elements.bytes(x);
-            ByteBuffer out = Elements.bytes(y);
-            Parallel.forEach(geo.units(), x.length(), unit -> {
-                int base = unit * geo.slabSize;
-                B slab = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.slabSize);
-                loops.widenHalves(in, base, slab, 0, geo.slabSize);
-                forwardSlab(loops, slab, slab, 0, unit, geo, gamma, beta, eps, activation, stats);
-                loops.narrowToHalves(slab, 0, out, base, geo.slabSize);
-            });
-            return;
-        }
-        B in = loops.view(x);
-        B out = loops.view(y);
-        Parallel.forEach(geo.units(), x.length(), unit -> forwardSlab(loops, in, out, unit * geo.slabSize, unit, geo,
-                gamma, beta, eps, activation, stats));
+    static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Presence present,
+                                           Geometry geo, double[] gamma, double[] beta, double eps,
+                                           FusedActivation activation, GroupStats stats) {
+        boolean inPlace = x.dataType() == DataType.FLOAT;   // then unpadded examples run on the arrays themselves
+        B in = inPlace ? loops.view(x) : null;
+        B out = inPlace ? loops.view(y) : null;
+        StagedArray<B> stagedIn = StagedArray.of(loops, x);
+        StagedArray<B> stagedOut = StagedArray.of(loops, y);
+        Parallel.forEach(geo.units(), x.length(), unit -> {
+            int n = unit / geo.groups;
+            int count = present.count(n);
+            if (inPlace && present.isComplete(n)) {
+                forwardSlab(loops, in, out, unit * geo.slabSize, unit, geo, gamma, beta, eps, activation, stats);
+                return;
+            }
+            B slab = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.perGroup * count);
+            if (count == 0) {
+                ShiftedMoments moments = MOMENTS.get();
+                moments.setEmpty();
+                moments.record(stats, unit, eps);
+            } else {
+                readSlab(stagedIn, unit, geo, present, slab);
+                forwardSlab(loops, slab, slab, 0, unit, geo.withPositions(count), gamma, beta, eps, activation,
+                        stats);
+            }
+            writeSlab(slab, stagedOut, unit, geo, present);
+        });
     }
 
-    static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx, Geometry geo,
-                                            double[] gamma, double[] beta, FusedActivation activation,
-                                            GroupStats stats, double[] sumDy, double[] sumDyCentered) {
-        if (x.dataType() == DataType.HALF) {
-            ByteBuffer in = Elements.bytes(x);
-            ByteBuffer gradOut = Elements.bytes(dy);
-            ByteBuffer gradIn = Elements.bytes(dx);
-            Parallel.forEach(geo.units(), x.length(), unit -> {
-                int base = unit * geo.slabSize;
-                B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.slabSize);
-                B gradients = Scratch.buffer(loops, Scratch.BufferSlot.DY, geo.slabSize);   // dy, then dx over it
-                loops.widenHalves(in, base, xs, 0, geo.slabSize);
-                loops.widenHalves(gradOut, base, gradients, 0, geo.slabSize);
-                backwardSlab(loops, xs, gradients, gradients, 0, unit, geo, gamma, beta, activation, stats, sumDy,
-                        sumDyCentered);
-                loops.narrowToHalves(gradients, 0, gradIn, base, geo.slabSize);
-            });
+    static <B extends Buffer> void backward(FloatLoops<B> loops, INDArray x, INDArray dy, INDArray dx,
+                                            Presence present, Geometry geo, double[] gamma, double[] beta,
+                                            FusedActivation activation, GroupStats stats, double[] sumDy,
+                                            double[] sumDyCentered) {
+        boolean inPlace = x.dataType() == DataType.FLOAT;
+        B in = inPlace ? loops.view(x) : null;
+        B gradOut = inPlace ? loops.view(dy) : null;
+        B gradIn = inPlace ? loops.view(dx) : null;
+        StagedArray<B> stagedIn = StagedArray.of(loops, x);
+        StagedArray<B> stagedGradOut = StagedArray.of(loops, dy);
+        StagedArray<B> stagedGradIn = StagedArray.of(loops, dx);
+        Parallel.forEach(geo.units(), x.length(), unit -> {
+            int n = unit / geo.groups;
+            int count = present.count(n);
+            if (inPlace && present.isComplete(n)) {
+                backwardSlab(loops, in, gradOut, gradIn, unit * geo.slabSize, unit, geo, gamma, beta, activation,
+                        stats, sumDy, sumDyCentered);
+                return;
+            }
+            B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.perGroup * count);
+            B gradients = Scratch.buffer(loops, Scratch.BufferSlot.DY, geo.perGroup * count);   // dy, then dx
+            if (count == 0) {
+                int channelSums = n * geo.channels + unit % geo.groups * geo.perGroup;
+                Arrays.fill(sumDy, channelSums, channelSums + geo.perGroup, 0);
+                Arrays.fill(sumDyCentered, channelSums, channelSums + geo.perGroup, 0);
+            } else {
+                readSlab(stagedIn, unit, geo, present, xs);
+                readSlab(stagedGradOut, unit, geo, present, gradients);
+                backwardSlab(loops, xs, gradients, gradients, 0, unit, geo.withPositions(count), gamma, beta,
+                        activation, stats, sumDy, sumDyCentered);
+            }
+            writeSlab(gradients, stagedGradIn, unit, geo, present);
+        });
+    }
+
+    /**
+     * The present positions of slab {@code unit} as float32 into {@code slab}: its channels' rows, each
+     * {@code present.count(n)} long, one after another.
+     */
+    private static <B extends Buffer> void readSlab(StagedArray<B> array, int unit, Geometry geo, Presence present,
+                                                    B slab) {
+        int n = unit / geo.groups;
+        if (present.isComplete(n)) {
+            array.read(unit * geo.slabSize, slab, 0, geo.slabSize);
             return;
         }
-        B in = loops.view(x);
-        B gradOut = loops.view(dy);
-        B gradIn = loops.view(dx);
-        Parallel.forEach(geo.units(), x.length(), unit -> backwardSlab(loops, in, gradOut, gradIn,
-                unit * geo.slabSize, unit, geo, gamma, beta, activation, stats, sumDy, sumDyCentered));
+        int count = present.count(n);
+        for (int j = 0; j < geo.perGroup; j++) {
+            int row = unit * geo.slabSize + j * geo.positions;
+            int compactedRow = j * count;
+            present.forEachPresent(n, (position, length, compacted) -> array.read(row + position, slab,
+                    compactedRow + compacted, length));
+        }
+    }
+
+    /** {@link #readSlab} the other way, and 0 at the slab's padded positions. */
+    private static <B extends Buffer> void writeSlab(B slab, StagedArray<B> array, int unit, Geometry geo,
+                                                     Presence present) {
+        int n = unit / geo.groups;
+        if (present.isComplete(n)) {
+            array.write(slab, 0, unit * geo.slabSize, geo.slabSize);
+            return;
+        }
+        int count = present.count(n);
+        for (int j = 0; j < geo.perGroup; j++) {
+            int row = unit * geo.slabSize + j * geo.positions;
+            int compactedRow = j * count;
+            present.forEachPresent(n, (position, length, compacted) -> array.write(slab, compactedRow + compacted,
+                    row + position, length));
+            present.forEachPadded(n, (position, length) -> array.clear(row + position, length));
+        }
     }
 
     /**
@@ -105,9 +163,8 @@ final class FloatRows {
             moments.set(shift, sums.plain, sums.weighted, geo.slabSize);
         }
         // NaN anywhere in the slab makes both statistics NaN, and the slab's output NaN, as it should be.
-        double rstd = moments.rstd(eps);
-        stats.mean[unit] = moments.mean;
-        stats.rstd[unit] = rstd;
+        moments.record(stats, unit, eps);
+        double rstd = stats.rstd[unit];
         int first = unit % geo.groups * geo.perGroup;
         double[] scale = Scratch.doubles(Scratch.Slot.SCALE, geo.channels);
         double[] offset = Scratch.doubles(Scratch.Slot.OFFSET, geo.channels);

@@ -17,13 +17,23 @@ final class Geometry {
     final boolean channelsLast;
 
     Geometry(long[] shape, TensorLayout layout, int groups) {
-        this.examples = (int) shape[0];
-        this.channels = (int) shape[layout.channelAxis()];
+        this((int) shape[0], (int) shape[layout.channelAxis()], groups, (int) layout.spatialSize(shape),
+                layout.channelsLast());
+    }
+
+    private Geometry(int examples, int channels, int groups, int positions, boolean channelsLast) {
+        this.examples = examples;
+        this.channels = channels;
         this.groups = groups;
-        this.positions = (int) layout.spatialSize(shape);
+        this.positions = positions;
         this.perGroup = channels / groups;
         this.slabSize = perGroup * positions;
-        this.channelsLast = layout.channelsLast();
+        this.channelsLast = channelsLast;
+    }
+
+    /** The same input with {@code positions} positions per example: a masked example's present ones, side by side. */
+    Geometry withPositions(int positions) {
+        return new Geometry(examples, channels, groups, positions, channelsLast);
     }
 
     /** (example, group) slabs: the units of work and of {@link GroupStats}, unit = n * G + g. */

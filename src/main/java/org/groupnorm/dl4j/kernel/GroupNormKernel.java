@@ -16,12 +16,12 @@ import org.slf4j.LoggerFactory;
  * argument instead of recomputing it. Each call goes down one of three paths, one per memory format, all made of the
  * formulas in {@link Coefficients}:
  * <ul>
- *   <li>{@link FloatRows}: float32 and float16 channels-first without a mask (what most networks run);</li>
- *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last without a mask (Keras imports, NHWC
- *   networks);</li>
- *   <li>{@link GeneralPath}: everything else (masks, float64, bfloat16, very short rows), in double.</li>
+ *   <li>{@link FloatRows}: float32 and float16 channels-first (what most networks run);</li>
+ *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last (Keras imports, NHWC networks);</li>
+ *   <li>{@link GeneralPath}: everything else (float64, bfloat16, channels-first rows under
+ *   {@value FloatRows#MIN_ROW} positions), in double.</li>
  * </ul>
- * Those two compute float16 storage in per-thread float32 copies of each slab or block. They run on SIMD loops through
+ * Those two compute float16 storage, and masked input, in per-thread float32 copies of each slab or block. They run on SIMD loops through
  * the JDK Vector API ({@link VectorLoops}) when the JVM was started with {@code --add-modules jdk.incubator.vector},
  * unless the system property {@code groupnorm.vectorApi} is {@code false}; otherwise on plain Java loops
  * ({@link BlockLoops}). Both compute the same values.
@@ -82,13 +82,15 @@ public final class GroupNormKernel {
         double[] beta = betaArray == null ? null : vector(betaArray, Scratch.Slot.BETA);
         Geometry geo = new Geometry(x.shape(), layout, groups);
         GroupStats stats = new GroupStats(geo.examples, groups);
-        if (FloatRows.applies(x, layout, mask)) {
-            FloatRows.forward(LOOPS, x, y, geo, gamma, beta, eps, activation, stats);
-        } else if (FloatChannelsLast.applies(x, layout, mask)) {
-            FloatChannelsLast.forward(LOOPS, x, y, geo, gamma, beta, eps, activation, stats);
+        double[] masks = maskValues(mask);
+        if (FloatRows.applies(x, layout)) {
+            FloatRows.forward(LOOPS, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta, eps,
+                    activation, stats);
+        } else if (FloatChannelsLast.applies(x, layout)) {
+            FloatChannelsLast.forward(LOOPS, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
+                    eps, activation, stats);
         } else {
-            GeneralPath.forward(Elements.of(x), Elements.of(y), maskValues(mask), geo, gamma, beta, eps, activation,
-                    stats);
+            GeneralPath.forward(Elements.of(x), Elements.of(y), masks, geo, gamma, beta, eps, activation, stats);
         }
         // The paths read and write through views of the arrays' memory, which do not keep the arrays alive.
         Reference.reachabilityFence(x);
@@ -117,12 +119,15 @@ public final class GroupNormKernel {
         // in parallel; the per-channel parameter gradients are summed over examples afterwards, in a fixed order.
         double[] sumDy = Scratch.doubles(Scratch.Slot.SUM_DY, geo.examples * geo.channels);
         double[] sumDyCentered = Scratch.doubles(Scratch.Slot.SUM_DY_CENTERED, geo.examples * geo.channels);
-        if (FloatRows.applies(x, layout, mask)) {
-            FloatRows.backward(LOOPS, x, dy, dx, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
-        } else if (FloatChannelsLast.applies(x, layout, mask)) {
-            FloatChannelsLast.backward(LOOPS, x, dy, dx, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
+        double[] masks = maskValues(mask);
+        if (FloatRows.applies(x, layout)) {
+            FloatRows.backward(LOOPS, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
+                    activation, stats, sumDy, sumDyCentered);
+        } else if (FloatChannelsLast.applies(x, layout)) {
+            FloatChannelsLast.backward(LOOPS, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma,
+                    beta, activation, stats, sumDy, sumDyCentered);
         } else {
-            GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), maskValues(mask), geo, gamma, beta,
+            GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), masks, geo, gamma, beta,
                     activation, stats, sumDy, sumDyCentered);
         }
         if (dGammaArray != null) {

@@ -56,7 +56,7 @@ final class Scratch {
         return buffers[slot.ordinal()];
     }
 
-    /** Float32 copies of binary16 data, in the loop set's own buffers: x, dy and dx. */
+    /** Float32 copies of slabs or blocks ({@link StagedArray}), in the loop set's own buffers: x, dy and dx. */
     enum BufferSlot { X, DY, DX }
 
     private static final ThreadLocal<LoopBuffers> LOOP_BUFFERS = ThreadLocal.withInitial(LoopBuffers::new);
@@ -80,7 +80,7 @@ final class Scratch {
                 Arrays.fill(floats, 0);
             }
             int i = slot.ordinal();
-            if (floats[i] < length) {
+            if (buffers[i] == null || floats[i] < length) {
                 buffers[i] = loops.allocate(length);
                 floats[i] = length;
             }

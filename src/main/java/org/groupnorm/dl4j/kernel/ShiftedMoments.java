@@ -37,6 +37,20 @@ final class ShiftedMoments {
         return (float) mean;
     }
 
+    /**
+     * Sets the moments of a group with no element (every position padded): mean 0 and variance 0, as the general
+     * path has them.
+     */
+    void setEmpty() {
+        set(0f, 0, 0, 1);
+    }
+
+    /** Stores the mean and 1 / sqrt(variance + eps) as the statistics of {@code unit}. */
+    void record(GroupStats stats, int unit, double eps) {
+        stats.mean[unit] = mean;
+        stats.rstd[unit] = rstd(eps);
+    }
+
     /** 1 / sqrt(variance + eps); rounding can make a tiny variance negative, which counts as 0. */
     double rstd(double eps) {
         return 1.0 / Math.sqrt(Math.max(0, variance) + eps);

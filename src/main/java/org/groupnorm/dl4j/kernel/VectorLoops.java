@@ -62,6 +62,22 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         return ByteBuffer.allocateDirect(floats * Float.BYTES).order(ORDER);
     }
 
+    @Override
+    public void copy(ByteBuffer from, int fromIndex, ByteBuffer to, int toIndex, int length) {
+        to.put(toIndex * Float.BYTES, from, fromIndex * Float.BYTES, length * Float.BYTES);
+    }
+
+    @Override
+    public void clear(ByteBuffer to, int from, int length) {
+        int vectorsEnd = from + length / LANES * LANES;
+        for (int i = from; i < vectorsEnd; i += LANES) {
+            FloatVector.zero(SPECIES).intoByteBuffer(to, i * Float.BYTES, ORDER);
+        }
+        for (int i = vectorsEnd; i < from + length; i++) {
+            to.putFloat(i * Float.BYTES, 0f);
+        }
+    }
+
     /*
      * The binary16 conversions as integer and float arithmetic on whole vectors (JDK 17 has no float16 lanes). Both
      * are checked against Elements' scalar conversions on every binary16 value and a sweep of float bit patterns.

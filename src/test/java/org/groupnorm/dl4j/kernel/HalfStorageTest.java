@@ -17,7 +17,7 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The kernel's half-precision storage: its float16/bfloat16 conversions agree with ND4J's own casts bit for bit,
- * float16 channels-first GroupNorm is the float32 result rounded, and GroupNorm on bfloat16 arrays (which DL4J
+ * float16 GroupNorm is the float32 result rounded (masked or not), and GroupNorm on bfloat16 arrays (which DL4J
  * networks reject, but ND4J users have) is the float64 result rounded.
  */
 class HalfStorageTest {
@@ -61,7 +61,8 @@ class HalfStorageTest {
      * runs over them as one run where the array's rows may be separate ones, which moves its last few elements
      * between the SIMD body and the scalar tail; the float32 values can differ in their last bits and the rounded
      * ones by one half-precision step. Every rank, a mean far from 0 whose squares overflow half (std 300 around
-     * 1000), values near half's largest, and rows that leave a tail after the last vector.
+     * 1000), values near half's largest, rows that leave a tail after the last vector, and masked sequences (only
+     * their present positions are copied).
      */
     @ParameterizedTest
     @EnumSource(value = Activation.class, names = {"IDENTITY", "RELU", "LEAKYRELU", "SIGMOID", "TANH", "SWISH"})
@@ -82,16 +83,55 @@ class HalfStorageTest {
                 INDArray dy = Nd4j.randn(5L + k, shape).castTo(DataType.HALF);
                 INDArray gamma = Nd4j.linspace(-1.5, 1.5, channels, DataType.DOUBLE).castTo(DataType.HALF);
                 INDArray beta = Nd4j.linspace(-1, 0.5, channels, DataType.DOUBLE).castTo(DataType.HALF);
-                Outputs half = run(x, dy, gamma, beta, fused, layout);
-                Outputs single = run(x.castTo(DataType.FLOAT), dy.castTo(DataType.FLOAT),
-                        gamma.castTo(DataType.FLOAT), beta.castTo(DataType.FLOAT), fused, layout);
-                int steps = layout.channelsLast() ? 1 : 0;
-                assertWithinHalfSteps(single.y(), half.y(), steps, where + ": y");
-                assertWithinHalfSteps(single.dx(), half.dx(), steps, where + ": dx");
-                assertWithinHalfSteps(single.dGamma(), half.dGamma(), steps, where + ": dgamma");
-                assertWithinHalfSteps(single.dBeta(), half.dBeta(), steps, where + ": dbeta");
+                // Sequences (rank 3) also with a mask; their padded positions hold NaN, which must never be read.
+                for (INDArray mask : shape.length == 3 ? new INDArray[]{null, holesAndEnds(shape, layout)}
+                        : new INDArray[]{null}) {
+                    INDArray xs = mask == null ? x : nanWherePadded(x, mask, layout);
+                    INDArray dys = mask == null ? dy : nanWherePadded(dy, mask, layout);
+                    Outputs half = run(xs, dys, gamma, beta, mask, fused, layout, channels / 4);
+                    Outputs single = run(xs.castTo(DataType.FLOAT), dys.castTo(DataType.FLOAT),
+                            gamma.castTo(DataType.FLOAT), beta.castTo(DataType.FLOAT), mask, fused, layout,
+                            channels / 4);
+                    int steps = layout.channelsLast() ? 1 : 0;
+                    String what = where + (mask == null ? "" : " masked");
+                    assertWithinHalfSteps(single.y(), half.y(), steps, what + ": y");
+                    assertWithinHalfSteps(single.dx(), half.dx(), steps, what + ": dx");
+                    assertWithinHalfSteps(single.dGamma(), half.dGamma(), steps, what + ": dgamma");
+                    assertWithinHalfSteps(single.dBeta(), half.dBeta(), steps, what + ": dbeta");
+                }
             }
         }
+    }
+
+    /** A [N, S] mask: example 0 padded at its end and in one hole, example 1 at its start. */
+    private static INDArray holesAndEnds(long[] shape, TensorLayout layout) {
+        int positions = (int) layout.spatialSize(shape);
+        INDArray mask = Nd4j.ones(DataType.FLOAT, shape[0], positions);
+        for (int s = 0; s < positions; s++) {
+            if (s >= positions * 2 / 3 || s == positions / 4) {
+                mask.putScalar(0, s, 0);
+            }
+            if (s < positions / 5) {
+                mask.putScalar(1, s, 0);
+            }
+        }
+        return mask;
+    }
+
+    /** {@code values} (rank 3) with NaN at every padded position of {@code mask}. */
+    private static INDArray nanWherePadded(INDArray values, INDArray mask, TensorLayout layout) {
+        INDArray result = values.dup();
+        for (int n = 0; n < mask.size(0); n++) {
+            for (int s = 0; s < mask.size(1); s++) {
+                if (mask.getDouble(n, s) == 0) {
+                    for (int c = 0; c < values.size(layout.channelAxis()); c++) {
+                        result.putScalar(layout.channelsLast() ? new long[]{n, s, c} : new long[]{n, c, s},
+                                Double.NaN);
+                    }
+                }
+            }
+        }
+        return result;
     }
 
     /**
@@ -107,9 +147,9 @@ class HalfStorageTest {
         INDArray gamma = Nd4j.linspace(-1.5, 1.5, 32, DataType.DOUBLE).castTo(DataType.HALF);
         INDArray beta = Nd4j.linspace(-1, 0.5, 32, DataType.DOUBLE).castTo(DataType.HALF);
         FusedActivation swish = FusedActivation.of(Activation.SWISH.getActivationFunction());
-        Outputs half = run(x, dy, gamma, beta, swish, TensorLayout.NDHWC, 32);
+        Outputs half = run(x, dy, gamma, beta, null, swish, TensorLayout.NDHWC, 32);
         Outputs single = run(x.castTo(DataType.FLOAT), dy.castTo(DataType.FLOAT), gamma.castTo(DataType.FLOAT),
-                beta.castTo(DataType.FLOAT), swish, TensorLayout.NDHWC, 32);
+                beta.castTo(DataType.FLOAT), null, swish, TensorLayout.NDHWC, 32);
         assertWithinHalfSteps(single.y(), half.y(), 1, "y");
         assertWithinHalfSteps(single.dx(), half.dx(), 1, "dx");
         assertWithinHalfSteps(single.dGamma(), half.dGamma(), 1, "dgamma");
@@ -149,21 +189,18 @@ class HalfStorageTest {
     private record Outputs(INDArray y, INDArray dx, INDArray dGamma, INDArray dBeta) {
     }
 
-    /** The kernel's forward and backward, G = C/4, all arrays of x's type. */
-    private static Outputs run(INDArray x, INDArray dy, INDArray gamma, INDArray beta, FusedActivation activation,
-                               TensorLayout layout) {
-        return run(x, dy, gamma, beta, activation, layout, (int) gamma.length() / 4);
-    }
-
-    /** The kernel's forward and backward, all arrays of x's type. */
-    private static Outputs run(INDArray x, INDArray dy, INDArray gamma, INDArray beta, FusedActivation activation,
-                               TensorLayout layout, int groups) {
-        INDArray y = Nd4j.create(x.dataType(), x.shape());
-        INDArray dx = Nd4j.create(x.dataType(), x.shape());
-        INDArray dGamma = Nd4j.create(x.dataType(), gamma.length());
-        INDArray dBeta = Nd4j.create(x.dataType(), gamma.length());
-        GroupStats stats = GroupNormKernel.forward(x, gamma, beta, null, groups, 1e-5, activation, layout, y);
-        GroupNormKernel.backward(x, gamma, beta, null, dy, groups, activation, layout, stats, dx, dGamma, dBeta);
+    /**
+     * The kernel's forward and backward, all arrays of x's type. The outputs start as NaN: the kernel must write
+     * every element (padded positions too, as a reused workspace holds whatever was there).
+     */
+    private static Outputs run(INDArray x, INDArray dy, INDArray gamma, INDArray beta, INDArray mask,
+                               FusedActivation activation, TensorLayout layout, int groups) {
+        INDArray y = Nd4j.create(x.dataType(), x.shape()).assign(Double.NaN);
+        INDArray dx = Nd4j.create(x.dataType(), x.shape()).assign(Double.NaN);
+        INDArray dGamma = Nd4j.create(x.dataType(), gamma.length()).assign(Double.NaN);
+        INDArray dBeta = Nd4j.create(x.dataType(), gamma.length()).assign(Double.NaN);
+        GroupStats stats = GroupNormKernel.forward(x, gamma, beta, mask, groups, 1e-5, activation, layout, y);
+        GroupNormKernel.backward(x, gamma, beta, mask, dy, groups, activation, layout, stats, dx, dGamma, dBeta);
         return new Outputs(y, dx, dGamma, dBeta);
     }
 

@@ -390,6 +390,41 @@ class KernelLoopsTest {
      * subnormal range, and along a stride through all 2^32 bit patterns. Runs start off a vector boundary and end in a
      * tail.
      */
+    /**
+     * The copies of masked runs: copy moves exactly its range between an array and a work buffer, bit for bit (NaN
+     * payloads too), and clear zeroes exactly its range, at offsets and lengths around whole vectors.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loops")
+    <B extends Buffer> void copyAndClearTouchExactlyTheirRange(String name, FloatLoops<B> loops) {
+        int size = 200;
+        INDArray array = Nd4j.create(DataType.FLOAT, size);
+        ByteBuffer bytes = Elements.bytes(array);
+        B view = loops.view(array);
+        B own = loops.allocate(size);
+        for (int[] range : new int[][]{{0, 0}, {3, 1}, {5, 16}, {7, 33}, {1, 130}, {0, 200}}) {
+            int from = range[0];
+            int length = range[1];
+            for (int i = 0; i < size; i++) {
+                bytes.putInt(i * Float.BYTES, 0x7fc00000 + i);   // NaNs with distinct payloads
+            }
+            loops.clear(own, 0, size);
+            loops.copy(view, from, own, size - from - length, length);
+            loops.clear(view, from, length);
+            for (int i = 0; i < size; i++) {
+                boolean inRange = i >= from && i < from + length;
+                int expected = inRange ? 0 : 0x7fc00000 + i;
+                assertEquals(expected, bytes.getInt(i * Float.BYTES), name + " clear " + from + "+" + length
+                        + " at " + i);
+            }
+            loops.copy(own, size - from - length, view, from, length);
+            for (int i = from; i < from + length; i++) {
+                assertEquals(0x7fc00000 + i, bytes.getInt(i * Float.BYTES), name + " copy at " + i);
+            }
+        }
+        Reference.reachabilityFence(array);
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("loops")
     <B extends Buffer> void halfConversionsMatchTheScalarOnesBitForBit(String name, FloatLoops<B> loops) {
