@@ -53,15 +53,12 @@ final class FloatChannelsLast {
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Presence present,
                                            Geometry geo, double[] gamma, double[] beta, double eps,
                                            FusedActivation activation, GroupStats stats) {
-        boolean inPlace = x.dataType() == DataType.FLOAT;   // then unpadded examples run on the arrays themselves
-        B in = inPlace ? loops.view(x) : null;
-        B out = inPlace ? loops.view(y) : null;
-        StagedArray<B> stagedIn = StagedArray.of(loops, x);
-        StagedArray<B> stagedOut = StagedArray.of(loops, y);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(inPlace, present), (n, g0, g1) -> {
-            if (inPlace && present.isComplete(n)) {
-                forwardBlock(loops, in, out, blockStart(geo, n, g0), geo.channels, n, g0, g1, geo, gamma, beta, eps,
-                        activation, stats);
+        StagedArray<B> in = StagedArray.of(loops, x);
+        StagedArray<B> out = StagedArray.of(loops, y);
+        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(in, present), (n, g0, g1) -> {
+            if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
+                forwardBlock(loops, in.inPlace(), out.inPlace(), blockStart(geo, n, g0), geo.channels, n, g0, g1,
+                        geo, gamma, beta, eps, activation, stats);
                 return;
             }
             int width = (g1 - g0) * geo.perGroup;
@@ -74,11 +71,11 @@ final class FloatChannelsLast {
                     moments.record(stats, n * geo.groups + g, eps);
                 }
             } else {
-                readBlock(stagedIn, n, g0, width, geo, present, block);
+                readBlock(in, n, g0, width, geo, present, block);
                 forwardBlock(loops, block, block, 0, width, n, g0, g1, geo.withPositions(count), gamma, beta, eps,
                         activation, stats);
             }
-            writeBlock(block, stagedOut, n, g0, width, geo, present);
+            writeBlock(block, out, n, g0, width, geo, present);
         });
     }
 
@@ -86,17 +83,13 @@ final class FloatChannelsLast {
                                             Presence present, Geometry geo, double[] gamma, double[] beta,
                                             FusedActivation activation, GroupStats stats, double[] sumDy,
                                             double[] sumDyCentered) {
-        boolean inPlace = x.dataType() == DataType.FLOAT;
-        B in = inPlace ? loops.view(x) : null;
-        B gradOut = inPlace ? loops.view(dy) : null;
-        B gradIn = inPlace ? loops.view(dx) : null;
-        StagedArray<B> stagedIn = StagedArray.of(loops, x);
-        StagedArray<B> stagedGradOut = StagedArray.of(loops, dy);
-        StagedArray<B> stagedGradIn = StagedArray.of(loops, dx);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(inPlace, present), (n, g0, g1) -> {
-            if (inPlace && present.isComplete(n)) {
-                backwardBlock(loops, in, gradOut, gradIn, blockStart(geo, n, g0), geo.channels, n, g0, g1, geo,
-                        gamma, beta, activation, stats, sumDy, sumDyCentered);
+        StagedArray<B> in = StagedArray.of(loops, x);
+        StagedArray<B> gradOut = StagedArray.of(loops, dy);
+        StagedArray<B> gradIn = StagedArray.of(loops, dx);
+        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(in, present), (n, g0, g1) -> {
+            if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
+                backwardBlock(loops, in.inPlace(), gradOut.inPlace(), gradIn.inPlace(), blockStart(geo, n, g0),
+                        geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
                 return;
             }
             int width = (g1 - g0) * geo.perGroup;
@@ -110,18 +103,18 @@ final class FloatChannelsLast {
                 Arrays.fill(sumDy, channelSums, channelSums + width, 0);
                 Arrays.fill(sumDyCentered, channelSums, channelSums + width, 0);
             } else {
-                readBlock(stagedIn, n, g0, width, geo, present, xs);
-                readBlock(stagedGradOut, n, g0, width, geo, present, dys);
+                readBlock(in, n, g0, width, geo, present, xs);
+                readBlock(gradOut, n, g0, width, geo, present, dys);
                 backwardBlock(loops, xs, dys, dxs, 0, width, n, g0, g1, geo.withPositions(count), gamma, beta,
                         activation, stats, sumDy, sumDyCentered);
             }
-            writeBlock(dxs, stagedGradIn, n, g0, width, geo, present);
+            writeBlock(dxs, gradIn, n, g0, width, geo, present);
         });
     }
 
     /** The most floats a block may span: unlimited when every block runs in place, else the copies' limit. */
-    private static int copyLimit(boolean inPlace, Presence present) {
-        return inPlace && present.isComplete() ? Integer.MAX_VALUE : MAX_STAGED_FLOATS;
+    private static <B extends Buffer> int copyLimit(StagedArray<B> in, Presence present) {
+        return in.inPlace() != null && present.isComplete() ? Integer.MAX_VALUE : MAX_STAGED_FLOATS;
     }
 
     /** Where the block of groups [g0, ...) of example n starts in the array: its first row's first element. */

@@ -44,16 +44,14 @@ final class FloatRows {
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Presence present,
                                            Geometry geo, double[] gamma, double[] beta, double eps,
                                            FusedActivation activation, GroupStats stats) {
-        boolean inPlace = x.dataType() == DataType.FLOAT;   // then unpadded examples run on the arrays themselves
-        B in = inPlace ? loops.view(x) : null;
-        B out = inPlace ? loops.view(y) : null;
-        StagedArray<B> stagedIn = StagedArray.of(loops, x);
-        StagedArray<B> stagedOut = StagedArray.of(loops, y);
+        StagedArray<B> in = StagedArray.of(loops, x);
+        StagedArray<B> out = StagedArray.of(loops, y);
         Parallel.forEach(geo.units(), x.length(), unit -> {
             int n = unit / geo.groups;
             int count = present.count(n);
-            if (inPlace && present.isComplete(n)) {
-                forwardSlab(loops, in, out, unit * geo.slabSize, unit, geo, gamma, beta, eps, activation, stats);
+            if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
+                forwardSlab(loops, in.inPlace(), out.inPlace(), unit * geo.slabSize, unit, geo, gamma, beta, eps,
+                        activation, stats);
                 return;
             }
             B slab = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.perGroup * count);
@@ -62,11 +60,11 @@ final class FloatRows {
                 moments.setEmpty();
                 moments.record(stats, unit, eps);
             } else {
-                readSlab(stagedIn, unit, geo, present, slab);
+                readSlab(in, unit, geo, present, slab);
                 forwardSlab(loops, slab, slab, 0, unit, geo.withPositions(count), gamma, beta, eps, activation,
                         stats);
             }
-            writeSlab(slab, stagedOut, unit, geo, present);
+            writeSlab(slab, out, unit, geo, present);
         });
     }
 
@@ -74,19 +72,15 @@ final class FloatRows {
                                             Presence present, Geometry geo, double[] gamma, double[] beta,
                                             FusedActivation activation, GroupStats stats, double[] sumDy,
                                             double[] sumDyCentered) {
-        boolean inPlace = x.dataType() == DataType.FLOAT;
-        B in = inPlace ? loops.view(x) : null;
-        B gradOut = inPlace ? loops.view(dy) : null;
-        B gradIn = inPlace ? loops.view(dx) : null;
-        StagedArray<B> stagedIn = StagedArray.of(loops, x);
-        StagedArray<B> stagedGradOut = StagedArray.of(loops, dy);
-        StagedArray<B> stagedGradIn = StagedArray.of(loops, dx);
+        StagedArray<B> in = StagedArray.of(loops, x);
+        StagedArray<B> gradOut = StagedArray.of(loops, dy);
+        StagedArray<B> gradIn = StagedArray.of(loops, dx);
         Parallel.forEach(geo.units(), x.length(), unit -> {
             int n = unit / geo.groups;
             int count = present.count(n);
-            if (inPlace && present.isComplete(n)) {
-                backwardSlab(loops, in, gradOut, gradIn, unit * geo.slabSize, unit, geo, gamma, beta, activation,
-                        stats, sumDy, sumDyCentered);
+            if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
+                backwardSlab(loops, in.inPlace(), gradOut.inPlace(), gradIn.inPlace(), unit * geo.slabSize, unit,
+                        geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
                 return;
             }
             B xs = Scratch.buffer(loops, Scratch.BufferSlot.X, geo.perGroup * count);
@@ -96,12 +90,12 @@ final class FloatRows {
                 Arrays.fill(sumDy, channelSums, channelSums + geo.perGroup, 0);
                 Arrays.fill(sumDyCentered, channelSums, channelSums + geo.perGroup, 0);
             } else {
-                readSlab(stagedIn, unit, geo, present, xs);
-                readSlab(stagedGradOut, unit, geo, present, gradients);
+                readSlab(in, unit, geo, present, xs);
+                readSlab(gradOut, unit, geo, present, gradients);
                 backwardSlab(loops, xs, gradients, gradients, 0, unit, geo.withPositions(count), gamma, beta,
                         activation, stats, sumDy, sumDyCentered);
             }
-            writeSlab(gradients, stagedGradIn, unit, geo, present);
+            writeSlab(gradients, gradIn, unit, geo, present);
         });
     }
 

@@ -1,11 +1,11 @@
 package org.groupnorm.dl4j.kernel;
 
 /**
- * The path for every call the float32 loops do not take: float64, bfloat16, very short rows (masked or not). A slab is read
- * once into a {@code double[]} buffer that stays in cache; its statistics take two passes over that buffer (a
+ * The path for every call the float32 loops do not take: float64, bfloat16, very short rows (masked or not). A slab
+ * is read once into a {@code double[]} buffer that stays in cache; its statistics take two passes over that buffer (a
  * shifted sum for the mean, then the sum of squared deviations) over the present elements only; the coefficients are
- * {@link Coefficients}' and all arithmetic is in double. Padded elements (mask 0) are zeroed before
- * anything reads them, whatever they hold (NaN too), output 0 and receive 0.
+ * {@link Coefficients}' and all arithmetic is in double. Padded elements (mask 0) are zeroed before anything reads
+ * them, whatever they hold (NaN too), output 0 and receive 0.
  */
 final class GeneralPath {
 

@@ -12,19 +12,19 @@ import org.slf4j.LoggerFactory;
  * The CPU kernel: GroupNorm forward and analytic backward as plain loops, with the same contract as
  * {@link org.groupnorm.dl4j.GroupNorm#groupNorm} (and the tests hold the two to the same results).
  *
- * <p>An activation can be fused into both passes ({@link FusedActivation}). Forward fills a {@link GroupStats} with each (example, group)'s mean and 1/std; backward takes it back as an
- * argument instead of recomputing it. Each call goes down one of three paths, one per memory format, all made of the
- * formulas in {@link Coefficients}:
+ * <p>An activation can be fused into both passes ({@link FusedActivation}). Forward fills a {@link GroupStats} with
+ * each (example, group)'s mean and 1/std; backward takes it back as an argument instead of recomputing it. Each call
+ * goes down one of three paths, one per memory format, all made of the formulas in {@link Coefficients}:
  * <ul>
  *   <li>{@link FloatRows}: float32 and float16 channels-first (what most networks run);</li>
  *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last (Keras imports, NHWC networks);</li>
  *   <li>{@link GeneralPath}: everything else (float64, bfloat16, channels-first rows under
  *   {@value FloatRows#MIN_ROW} positions), in double.</li>
  * </ul>
- * Those two compute float16 storage, and masked input, in per-thread float32 copies of each slab or block. They run on SIMD loops through
- * the JDK Vector API ({@link VectorLoops}) when the JVM was started with {@code --add-modules jdk.incubator.vector},
- * unless the system property {@code groupnorm.vectorApi} is {@code false}; otherwise on plain Java loops
- * ({@link BlockLoops}). Both compute the same values.
+ * Those two compute float16 storage, and masked input, in per-thread float32 copies of each slab or block. They run
+ * on SIMD loops through the JDK Vector API ({@link VectorLoops}) when the JVM was started with
+ * {@code --add-modules jdk.incubator.vector}, unless the system property {@code groupnorm.vectorApi} is {@code false};
+ * otherwise on plain Java loops ({@link BlockLoops}). Both compute the same values.
  *
  * <p>Arrays must be c-contiguous host arrays of a type {@link #supports} accepts.
  */

@@ -23,6 +23,9 @@ abstract class StagedArray<B extends Buffer> {
     /** The array's elements {@code [from, from + length)} = 0. */
     abstract void clear(int from, int length);
 
+    /** The array's own memory when the loops can run on it without a copy (float32 storage), else null. */
+    abstract B inPlace();
+
     /** A float32 or binary16 c-contiguous host array, addressed by {@code loops}. */
     static <B extends Buffer> StagedArray<B> of(FloatLoops<B> loops, INDArray array) {
         return array.dataType() == DataType.HALF ? new Halves<>(loops, Elements.bytes(array))
@@ -52,6 +55,11 @@ abstract class StagedArray<B extends Buffer> {
         void clear(int from, int length) {
             loops.clear(array, from, length);
         }
+
+        @Override
+        B inPlace() {
+            return array;
+        }
     }
 
     private static final class Halves<B extends Buffer> extends StagedArray<B> {
@@ -78,6 +86,11 @@ abstract class StagedArray<B extends Buffer> {
             for (int i = from; i < from + length; i++) {
                 array.putShort(i * Short.BYTES, (short) 0);
             }
+        }
+
+        @Override
+        B inPlace() {
+            return null;
         }
     }
 }
