@@ -1,5 +1,8 @@
 package org.groupnorm.dl4j.kernel;
 
+import java.util.Arrays;
+import java.util.stream.IntStream;
+
 /**
  * Which positions of each example a call normalizes: every one, or those its mask marks present (any value but 0),
  * as runs of consecutive positions. The float32 paths copy an example's present positions side by side
@@ -31,12 +34,20 @@ final class Presence {
      * null.
      */
     static Presence of(double[] masks, int examples, int positions) {
+        if (masks == null) {   // one run per example, found without a pass over the positions (every call has this)
+            int[] lengths = new int[examples];
+            boolean[] present = new boolean[examples];
+            Arrays.fill(lengths, positions);
+            Arrays.fill(present, true);
+            return new Presence(positions, IntStream.rangeClosed(0, examples).toArray(), new int[examples], lengths,
+                    present, lengths.clone());
+        }
         int[] firstRun = new int[examples + 1];
         int runs = 0;
         for (int n = 0; n < examples; n++) {
             firstRun[n] = runs;
             runs++;
-            for (int s = 1; masks != null && s < positions; s++) {
+            for (int s = 1; s < positions; s++) {
                 runs += present(masks, n, positions, s) != present(masks, n, positions, s - 1) ? 1 : 0;
             }
         }
@@ -62,7 +73,7 @@ final class Presence {
     }
 
     private static boolean present(double[] masks, int n, int positions, int s) {
-        return masks == null || masks[n * positions + s] != 0;
+        return masks[n * positions + s] != 0;
     }
 
     /** Whether no example has a padded position. */
