@@ -13,6 +13,7 @@ import org.deeplearning4j.nn.conf.inputs.InputType;
 import org.deeplearning4j.nn.conf.layers.ActivationLayer;
 import org.deeplearning4j.nn.conf.layers.ConvolutionLayer;
 import org.deeplearning4j.nn.conf.layers.OutputLayer;
+import org.deeplearning4j.nn.gradient.Gradient;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.deeplearning4j.util.ModelSerializer;
 import org.groupnorm.dl4j.runtime.GroupNormalizationLayer.Engine;
@@ -20,12 +21,15 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.common.primitives.Pair;
 import org.nd4j.linalg.activations.Activation;
 import org.nd4j.linalg.activations.impl.ActivationIdentity;
 import org.nd4j.linalg.activations.impl.ActivationSwish;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.INDArrayIndex;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.nd4j.linalg.learning.config.Sgd;
 import org.nd4j.linalg.lossfunctions.LossFunctions;
 
@@ -72,6 +76,71 @@ class FusedActivationTest {
             separate.computeGradientAndScore();
             assertClose(separate.gradient().gradient(), fused.gradient().gradient(), 1e-5, where + ": gradients");
         }
+    }
+
+    static Stream<Arguments> gatesLayoutsTypesAndEngines() {
+        return Stream.of(Activation.RELU, Activation.LEAKYRELU).flatMap(a -> Stream.of(TensorLayout.NCHW,
+                TensorLayout.NHWC, TensorLayout.NCW, TensorLayout.NWC, TensorLayout.FF).flatMap(layout -> Stream.of(
+                DataType.FLOAT, DataType.HALF, DataType.DOUBLE).flatMap(type -> Stream.of(Engine.AUTO,
+                Engine.PORTABLE).map(engine -> Arguments.of(a, layout, type, engine)))));
+    }
+
+    /**
+     * Where the pre-activation is exactly 0 (a constant group with beta 0 gives 0 at every element), the fused
+     * ReLU/LeakyReLU takes DL4J's derivative there (ReLU 0, LeakyReLU 1), as GroupNorm followed by DL4J's activation
+     * does, on every path: the kernel's float32 and float16 paths of both layouts and its double path, and the
+     * portable engine. Half of the groups are constant, the others random.
+     */
+    @ParameterizedTest(name = "{0} {1} {2} {3}")
+    @MethodSource("gatesLayoutsTypesAndEngines")
+    void gradientAtAZeroPreActivationIsDl4jsDerivative(Activation activation, TensorLayout layout, DataType type,
+                                                       Engine engine) {
+        int channels = 8;
+        int groups = 4;
+        long[] shape = switch (layout) {
+            case NCHW -> new long[]{2, channels, 5, 5};   // 25 positions: the channels-first rows path
+            case NHWC -> new long[]{2, 5, 5, channels};
+            case NCW -> new long[]{2, channels, 20};
+            case NWC -> new long[]{2, 20, channels};
+            default -> new long[]{2, channels};
+        };
+        INDArray x = Nd4j.randn(DataType.DOUBLE, shape);
+        INDArray constantGroups = Nd4j.zeros(DataType.DOUBLE, shape);   // 1 where x is replaced by a constant
+        for (int c = 0; c < channels / 2; c++) {                        // groups 0 and 1
+            constantGroups.get(channelIndex(layout, shape.length, c)).assign(1);
+        }
+        x = x.mul(constantGroups.rsub(1)).add(constantGroups.mul(0.75)).castTo(type);
+        INDArray dy = Nd4j.randn(DataType.DOUBLE, shape).castTo(type);
+        INDArray gamma = Nd4j.linspace(0.5, 1.5, channels, DataType.DOUBLE).castTo(type);
+        INDArray beta = Nd4j.zeros(type, channels);
+        GroupNormHarness fused = new GroupNormHarness(new GroupNormalization.Builder().nIn(channels).groups(groups)
+                .dataFormat(layout).activation(activation).build(), type, engine).withParams(gamma, beta);
+        GroupNormHarness plain = new GroupNormHarness(new GroupNormalization.Builder().nIn(channels).groups(groups)
+                .dataFormat(layout).build(), type, engine).withParams(gamma, beta);
+        INDArray pre = plain.forward(x).dup();
+        INDArray gradientThroughActivation = activation.getActivationFunction().backprop(pre.dup(), dy.dup())
+                .getFirst();
+        Pair<Gradient, INDArray> expected = plain.backward(gradientThroughActivation);
+        fused.forward(x);
+        Pair<Gradient, INDArray> actual = fused.backward(dy);
+        double tolerance = type == DataType.HALF ? 1e-2 : 1e-5;
+        String where = activation + " " + layout + " " + type + " " + engine;
+        assertClose(expected.getSecond().castTo(DataType.DOUBLE), actual.getSecond().castTo(DataType.DOUBLE),
+                tolerance, where + ": dx");
+        for (String parameter : new String[]{"gamma", "beta"}) {
+            assertClose(expected.getFirst().getGradientFor(parameter).castTo(DataType.DOUBLE),
+                    actual.getFirst().getGradientFor(parameter).castTo(DataType.DOUBLE), tolerance,
+                    where + ": d" + parameter);
+        }
+    }
+
+    /** The indices selecting channel c of an array of this layout and rank. */
+    private static INDArrayIndex[] channelIndex(TensorLayout layout, int rank, int c) {
+        INDArrayIndex[] index = new INDArrayIndex[rank];
+        for (int axis = 0; axis < rank; axis++) {
+            index[axis] = axis == layout.channelAxis() ? NDArrayIndex.point(c) : NDArrayIndex.all();
+        }
+        return index;
     }
 
     @Test

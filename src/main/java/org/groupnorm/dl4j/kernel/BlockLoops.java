@@ -154,20 +154,25 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     @Override
     public void gatedGradientSums(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, float scale,
-                                  float offset, float negativeSlope, Sums sums) {
-        sumsOfGradient(x, dy, from, length, mean, new Gate(scale, offset, negativeSlope), sums);
+                                  float offset, float negativeSlope, float slopeThreshold, Sums sums) {
+        sumsOfGradient(x, dy, from, length, mean, new Gate(scale, offset, negativeSlope, slopeThreshold), sums);
     }
 
     @Override
     public void gatedInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length, float mean,
-                                   float scale, float offset, float negativeSlope, float dyCoefficient,
+                                   float scale, float offset, float negativeSlope, float slopeThreshold,
+                                   float dyCoefficient,
                                    float xCoefficient, float constant) {
-        inputGradientOf(x, dy, dx, from, length, mean, new Gate(scale, offset, negativeSlope), dyCoefficient,
+        inputGradientOf(x, dy, dx, from, length, mean, new Gate(scale, offset, negativeSlope, slopeThreshold),
+                dyCoefficient,
                 xCoefficient, constant);
     }
 
-    /** A fused ReLU/LeakyReLU's gate: the pre-activation's coefficients and the slope at or below 0. */
-    private record Gate(float scale, float offset, float negativeSlope) {
+    /**
+     * A fused ReLU/LeakyReLU's gate: the pre-activation's coefficients, and the slope at or below the threshold
+     * ({@link FusedActivation#slopeThreshold}).
+     */
+    private record Gate(float scale, float offset, float negativeSlope, float slopeThreshold) {
     }
 
     /** {@link #gradientSums} of dy, or of dy through {@code gate} when there is one. */
@@ -376,8 +381,9 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         float[] scale = gate.scale();
         float[] offset = gate.offset();
         float negativeSlope = gate.negativeSlope();
+        float slopeThreshold = gate.slopeThreshold();
         for (int c = 0; c < length; c++) {
-            dy[c] *= gateFactor((x[c] - anchor[c]) * scale[c] + offset[c], negativeSlope);
+            dy[c] *= gateFactor((x[c] - anchor[c]) * scale[c] + offset[c], negativeSlope, slopeThreshold);
         }
     }
 
@@ -424,18 +430,19 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         float scale = gate.scale();
         float offset = gate.offset();
         float negativeSlope = gate.negativeSlope();
+        float slopeThreshold = gate.slopeThreshold();
         for (int i = 0; i < length; i++) {
-            dy[i] *= gateFactor((x[i] - mean) * scale + offset, negativeSlope);
+            dy[i] *= gateFactor((x[i] - mean) * scale + offset, negativeSlope, slopeThreshold);
         }
     }
 
     /**
-     * A ReLU/LeakyReLU's derivative at {@code pre}: exactly 1 where it is positive, exactly negativeSlope elsewhere.
-     * The step {@code positive} is 1 for pre &gt; 0 (the smallest positive float times 2^254 is still past 1) and 0
-     * otherwise.
+     * A ReLU/LeakyReLU's derivative at {@code pre}: exactly 1 above {@code slopeThreshold}, exactly negativeSlope at
+     * or below it. The step {@code positive} is 1 for pre &gt; slopeThreshold (their difference is exact near them,
+     * and the smallest positive float times 2^254 is still past 1) and 0 otherwise.
      */
-    private static float gateFactor(float pre, float negativeSlope) {
-        float positive = Math.min(Math.max(pre * 0x1p127f * 0x1p127f, 0f), 1f);
+    private static float gateFactor(float pre, float negativeSlope, float slopeThreshold) {
+        float positive = Math.min(Math.max((pre - slopeThreshold) * 0x1p127f * 0x1p127f, 0f), 1f);
         return positive + (1f - positive) * negativeSlope;
     }
 
@@ -495,7 +502,8 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         /** The gate with its per-column coefficients repeated, in the last two slots. */
         RowGate repeated(RowGate gate, int width, int times) {
             return new RowGate(repeated(REPEAT_SLOTS - 2, gate.scale(), width, times),
-                    repeated(REPEAT_SLOTS - 1, gate.offset(), width, times), gate.negativeSlope());
+                    repeated(REPEAT_SLOTS - 1, gate.offset(), width, times), gate.negativeSlope(),
+                    gate.slopeThreshold());
         }
 
         private static float[] atLeast(float[] buffer, int length) {

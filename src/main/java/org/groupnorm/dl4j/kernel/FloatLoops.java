@@ -70,14 +70,16 @@ interface FloatLoops<B extends Buffer> {
 
     /**
      * {@link #gradientSums} of {@code g = dy} where the pre-activation {@code (x - mean) * scale + offset} is
-     * positive and {@code g = negativeSlope * dy} elsewhere (a fused ReLU or LeakyReLU), with g computed on the fly.
+     * above {@code slopeThreshold} and {@code g = negativeSlope * dy} at or below it (a fused ReLU or LeakyReLU, see
+     * {@link FusedActivation#slopeThreshold}), with g computed on the fly.
      */
     void gatedGradientSums(B x, B dy, int from, int length, float mean, float scale, float offset,
-                           float negativeSlope, Sums sums);
+                           float negativeSlope, float slopeThreshold, Sums sums);
 
     /** {@link #inputGradient} of the gated gradient g of {@link #gatedGradientSums} in place of dy. */
     void gatedInputGradient(B x, B dy, B dx, int from, int length, float mean, float scale, float offset,
-                            float negativeSlope, float dyCoefficient, float xCoefficient, float constant);
+                            float negativeSlope, float slopeThreshold, float dyCoefficient, float xCoefficient,
+                            float constant);
 
     /**
      * Column sums over {@code rows} rows of {@code width} elements, row r starting at {@code from + r * stride}:
@@ -116,9 +118,10 @@ interface FloatLoops<B extends Buffer> {
 
     /**
      * A fused ReLU/LeakyReLU in the row loops: g = dy where the pre-activation
-     * {@code (x - anchor[c]) * scale[c] + offset[c]} is positive, {@code negativeSlope * dy} elsewhere.
+     * {@code (x - anchor[c]) * scale[c] + offset[c]} is above {@code slopeThreshold}, {@code negativeSlope * dy} at or
+     * below it ({@link FusedActivation#slopeThreshold}); forward's output is the same on either side at 0.
      */
-    record RowGate(float[] scale, float[] offset, float negativeSlope) {
+    record RowGate(float[] scale, float[] offset, float negativeSlope, float slopeThreshold) {
     }
 
     /** The two sums a reduction loop returns. */

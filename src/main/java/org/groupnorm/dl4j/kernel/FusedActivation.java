@@ -47,18 +47,29 @@ public record FusedActivation(Kind kind, double alpha) {
 
     /**
      * Whether the activation is a ReLU or LeakyReLU: the identity above 0 and a line of slope {@link #negativeSlope}
-     * at or below it. Backward recomputes its derivative from x with a comparison instead of storing anything.
+     * below it. Backward recomputes its derivative from x with a comparison ({@link #slopeThreshold}) instead of
+     * storing anything.
      */
     boolean isPiecewiseLinear() {
         return kind == Kind.RELU || kind == Kind.LEAKYRELU;
     }
 
     /**
-     * The slope of ReLU (0) or LeakyReLU (alpha) at pre-activation values of at most 0, for the float32 loops (alpha
+     * The slope of ReLU (0) or LeakyReLU (alpha) at negative pre-activation values, for the float32 loops (alpha
      * stays double for the double paths: 0.01 in float is 2e-10 off).
      */
     float negativeSlope() {
         return kind == Kind.LEAKYRELU ? (float) alpha : 0;
+    }
+
+    /**
+     * The pre-activation value at or below which the gradient of ReLU/LeakyReLU takes {@link #negativeSlope}, for the
+     * float32 loops' comparisons: where the derivative at 0 is DL4J's. ReLU's is 0 there (threshold 0); LeakyReLU's
+     * is 1 (DL4J's {@code ActivationLReLU}, unlike PyTorch's alpha), so its threshold is the largest float below 0 and
+     * {@code pre <= threshold} means {@code pre < 0}, with -0 on the side of 0.
+     */
+    float slopeThreshold() {
+        return kind == Kind.LEAKYRELU ? -Float.MIN_VALUE : 0;
     }
 
     /** The activation of a pre-activation value. */
@@ -79,13 +90,13 @@ public record FusedActivation(Kind kind, double alpha) {
         }
     }
 
-    /** d activation / d pre at a pre-activation value (at 0, ReLU's is 0 and LeakyReLU's alpha, as in DL4J). */
+    /** d activation / d pre at a pre-activation value (at 0, ReLU's is 0 and LeakyReLU's 1, as in DL4J). */
     double derivative(double pre) {
         switch (kind) {
             case RELU:
                 return pre > 0 ? 1 : 0;
             case LEAKYRELU:
-                return pre > 0 ? 1 : alpha;
+                return pre >= 0 ? 1 : alpha;
             case SIGMOID: {
                 double s = 1 / (1 + Math.exp(-pre));
                 return s * (1 - s);

@@ -386,7 +386,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void gatedGradientSums(ByteBuffer x, ByteBuffer dy, int from, int length, float mean, float scale,
-                                  float offset, float negativeSlope, Sums sums) {
+                                  float offset, float negativeSlope, float slopeThreshold, Sums sums) {
         sums.clear();
         int end = from + length;
         int stepsEnd = from + length / STEP * STEP;
@@ -399,13 +399,13 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             for (int i = chunk; i < chunkEnd; i += STEP) {
                 FloatVector centered0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(mean);
                 FloatVector centered1 = fromByteBuffer(SPECIES, x, (i + LANES) * Float.BYTES, ORDER).sub(mean);
-                // dy where the pre-activation is positive, negativeSlope * dy elsewhere (as in forward's loops)
+                // dy above the threshold, negativeSlope * dy at or below it
                 FloatVector dy0 = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
                 FloatVector dy1 = fromByteBuffer(SPECIES, dy, (i + LANES) * Float.BYTES, ORDER);
                 FloatVector g0 = dy0.blend(dy0.mul(negativeSlope),
-                        centered0.fma(scale, offset).compare(VectorOperators.LE, 0f));
+                        centered0.fma(scale, offset).compare(VectorOperators.LE, slopeThreshold));
                 FloatVector g1 = dy1.blend(dy1.mul(negativeSlope),
-                        centered1.fma(scale, offset).compare(VectorOperators.LE, 0f));
+                        centered1.fma(scale, offset).compare(VectorOperators.LE, slopeThreshold));
                 sum0 = sum0.add(g0);
                 sum1 = sum1.add(g1);
                 products0 = centered0.fma(g0, products0);
@@ -416,7 +416,8 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         }
         for (int i = stepsEnd; i < end; i++) {
             float centered = x.getFloat(i * Float.BYTES) - mean;
-            float g = gated(dy.getFloat(i * Float.BYTES), centered, scale, offset, negativeSlope);
+            float g = gated(dy.getFloat(i * Float.BYTES), centered, scale, offset, negativeSlope,
+                    slopeThreshold);
             sums.plain += g;
             sums.weighted += g * centered;
         }
@@ -424,8 +425,8 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void gatedInputGradient(ByteBuffer x, ByteBuffer dy, ByteBuffer dx, int from, int length, float mean,
-                                   float scale, float offset, float negativeSlope, float dyCoefficient,
-                                   float xCoefficient, float constant) {
+                                   float scale, float offset, float negativeSlope, float slopeThreshold,
+                                   float dyCoefficient, float xCoefficient, float constant) {
         int end = from + length;
         int vectorsEnd = from + length / LANES * LANES;
         FloatVector xCoefficients = FloatVector.broadcast(SPECIES, xCoefficient);
@@ -433,19 +434,25 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             FloatVector centered = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(mean);
             FloatVector gradOut = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
             FloatVector gradient = gradOut.blend(gradOut.mul(negativeSlope),
-                    centered.fma(scale, offset).compare(VectorOperators.LE, 0f)).fma(dyCoefficient, constant);
+                    centered.fma(scale, offset).compare(VectorOperators.LE, slopeThreshold))
+                    .fma(dyCoefficient, constant);
             centered.fma(xCoefficients, gradient).intoByteBuffer(dx, i * Float.BYTES, ORDER);
         }
         for (int i = vectorsEnd; i < end; i++) {
             float centered = x.getFloat(i * Float.BYTES) - mean;
-            float g = gated(dy.getFloat(i * Float.BYTES), centered, scale, offset, negativeSlope);
+            float g = gated(dy.getFloat(i * Float.BYTES), centered, scale, offset, negativeSlope,
+                    slopeThreshold);
             dx.putFloat(i * Float.BYTES, dyCoefficient * g + xCoefficient * centered + constant);
         }
     }
 
-    /** dy where the pre-activation is positive, negativeSlope * dy elsewhere, for the elements past whole vectors. */
-    private static float gated(float dy, float centered, float scale, float offset, float negativeSlope) {
-        return centered * scale + offset > 0 ? dy : negativeSlope * dy;
+    /**
+     * dy where the pre-activation is above the threshold, negativeSlope * dy at or below it, for the elements past
+     * whole vectors.
+     */
+    private static float gated(float dy, float centered, float scale, float offset, float negativeSlope,
+                               float slopeThreshold) {
+        return centered * scale + offset > slopeThreshold ? dy : negativeSlope * dy;
     }
 
     /*
@@ -643,6 +650,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         float[] gateScale = gated ? gate.scale() : anchor;     // read only when gated
         float[] gateOffset = gated ? gate.offset() : anchor;
         float slope = gated ? gate.negativeSlope() : 1f;
+        float threshold = gated ? gate.slopeThreshold() : 0f;
         int tilesEnd = width / (2 * LANES) * (2 * LANES);
         for (int c = 0; c < tilesEnd; c += 2 * LANES) {
             FloatVector anchor0 = FloatVector.fromArray(SPECIES, anchor, c);
@@ -669,9 +677,9 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                     FloatVector g1 = fromByteBuffer(SPECIES, dy, i + VECTOR_BYTES, ORDER);
                     if (gated) {
                         g0 = g0.blend(g0.mul(slope),
-                                d0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, 0f));
+                                d0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, threshold));
                         g1 = g1.blend(g1.mul(slope),
-                                d1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, 0f));
+                                d1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, threshold));
                     }
                     partSum0 = partSum0.add(g0);
                     partSum1 = partSum1.add(g1);
@@ -712,10 +720,14 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 FloatVector g2 = fromByteBuffer(SPECIES, dy, (i + 2 * stride) * Float.BYTES, ORDER);
                 FloatVector g3 = fromByteBuffer(SPECIES, dy, (i + 3 * stride) * Float.BYTES, ORDER);
                 if (gated) {
-                    g0 = g0.blend(g0.mul(slope), d0.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
-                    g1 = g1.blend(g1.mul(slope), d1.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
-                    g2 = g2.blend(g2.mul(slope), d2.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
-                    g3 = g3.blend(g3.mul(slope), d3.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    g0 = g0.blend(g0.mul(slope),
+                            d0.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
+                    g1 = g1.blend(g1.mul(slope),
+                            d1.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
+                    g2 = g2.blend(g2.mul(slope),
+                            d2.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
+                    g3 = g3.blend(g3.mul(slope),
+                            d3.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
                 }
                 sum0 = sum0.add(g0);
                 sum1 = sum1.add(g1);
@@ -731,7 +743,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 FloatVector d = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
                 FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
                 if (gated) {
-                    g = g.blend(g.mul(slope), d.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                    g = g.blend(g.mul(slope), d.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
                 }
                 sum0 = sum0.add(g);
                 product0 = d.fma(g, product0);
@@ -745,7 +757,8 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             for (int r = 0; r < rows; r++) {
                 int i = (from + r * stride + c) * Float.BYTES;
                 float d = x.getFloat(i) - anchor[c];
-                float g = gated ? gated(dy.getFloat(i), d, gateScale[c], gateOffset[c], slope) : dy.getFloat(i);
+                float g = gated ? gated(dy.getFloat(i), d, gateScale[c], gateOffset[c], slope, threshold)
+                        : dy.getFloat(i);
                 sum += g;
                 product += g * d;
             }
@@ -763,6 +776,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         float[] gateScale = gated ? gate.scale() : anchor;     // read only when gated
         float[] gateOffset = gated ? gate.offset() : anchor;
         float slope = gated ? gate.negativeSlope() : 1f;
+        float threshold = gated ? gate.slopeThreshold() : 0f;
         int tilesEnd = width / (2 * LANES) * (2 * LANES);
         for (int c = 0; c < tilesEnd; c += 2 * LANES) {
             FloatVector anchor0 = FloatVector.fromArray(SPECIES, anchor, c);
@@ -785,9 +799,9 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 FloatVector g1 = fromByteBuffer(SPECIES, dy, i + VECTOR_BYTES, ORDER);
                 if (gated) {
                     g0 = g0.blend(g0.mul(slope),
-                            centered0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, 0f));
+                            centered0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, threshold));
                     g1 = g1.blend(g1.mul(slope),
-                            centered1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, 0f));
+                            centered1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, threshold));
                 }
                 centered0.fma(xScale0, g0.fma(dyScale0, constant0)).intoByteBuffer(dx, i, ORDER);
                 centered1.fma(xScale1, g1.fma(dyScale1, constant1)).intoByteBuffer(dx, i + VECTOR_BYTES, ORDER);
@@ -808,7 +822,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                     FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
                     if (gated) {
                         g = g.blend(g.mul(slope),
-                                centered.fma(gateScales, gateOffsets).compare(VectorOperators.LE, 0f));
+                                centered.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
                     }
                     centered.fma(xScales, g.fma(dyScales, constants)).intoByteBuffer(dx, i * Float.BYTES, ORDER);
                 }
@@ -817,7 +831,7 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                 for (int r = chunk; r < chunkEnd; r++) {
                     int i = (from + r * stride + c) * Float.BYTES;
                     float centered = x.getFloat(i) - anchor[c];
-                    float g = gated ? gated(dy.getFloat(i), centered, gateScale[c], gateOffset[c], slope)
+                    float g = gated ? gated(dy.getFloat(i), centered, gateScale[c], gateOffset[c], slope, threshold)
                             : dy.getFloat(i);
                     dx.putFloat(i, dyScale[c] * g + xScale[c] * centered + constant[c]);
                 }

@@ -9,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.PrimitiveIterator;
 import java.util.Random;
 import java.util.stream.LongStream;
@@ -17,6 +18,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.nd4j.linalg.activations.IActivation;
+import org.nd4j.linalg.activations.impl.ActivationLReLU;
+import org.nd4j.linalg.activations.impl.ActivationReLU;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -220,12 +224,12 @@ class KernelLoopsTest {
                         products += g[i] * centered;
                     }
                     loops.gatedGradientSums(xs, dys, from, length, MEAN, scale, offset,
-                            activation.negativeSlope(), sums);
+                            activation.negativeSlope(), activation.slopeThreshold(), sums);
                     assertEquals(gSum, sums.plain, 1e-5 * length, where + ": sum of g");
                     assertEquals(products, sums.weighted, 1e-5 * length, where + ": sum of g (x - mean)");
                     outArray.assign(0);
                     loops.gatedInputGradient(xs, dys, out, from, length, MEAN, scale, offset,
-                            activation.negativeSlope(), 0.9f, 1.3f, -0.4f);
+                            activation.negativeSlope(), activation.slopeThreshold(), 0.9f, 1.3f, -0.4f);
                     for (int i = from; i < from + length; i++) {
                         double expected = 0.9 * g[i] + 1.3 * ((double) x[i] - MEAN) - 0.4;
                         assertEquals(expected, outArray.getDouble(i), 1e-5, where + ": dx at " + i);
@@ -275,7 +279,8 @@ class KernelLoopsTest {
                     float[] gateScale = values(random, width, 1.5, 0.3);
                     float[] gateOffset = values(random, width, 0.2, 0.3);
                     FloatLoops.RowGate gate = activation.isIdentity() ? null
-                            : new FloatLoops.RowGate(gateScale, gateOffset, activation.negativeSlope());
+                            : new FloatLoops.RowGate(gateScale, gateOffset, activation.negativeSlope(),
+                                    activation.slopeThreshold());
                     // g: dy through the gate at the pre-activation (x - shift) * gateScale + gateOffset
                     Expected g = (i, c) -> activation.derivative(((double) x[i] - shift[c]) * gateScale[c]
                             + gateOffset[c]) * dy[i];
@@ -305,7 +310,8 @@ class KernelLoopsTest {
                     }
                     outArray.assign(0);
                     loops.rowNormalize(xs, out, from, stride, rows, width, shift, scale, offset,
-                            gate == null ? null : new FloatLoops.RowGate(scale, offset, activation.negativeSlope()));
+                            gate == null ? null : new FloatLoops.RowGate(scale, offset, activation.negativeSlope(),
+                                    activation.slopeThreshold()));
                     checkRows(outArray, from, stride, rows, width, where + ": normalize",
                             (i, c) -> activation.apply(((double) x[i] - shift[c]) * scale[c] + offset[c]));
                     outArray.assign(0);
@@ -320,15 +326,16 @@ class KernelLoopsTest {
     }
 
     /**
-     * A fused ReLU/LeakyReLU's gate is exact at its edges: a pre-activation of the smallest positive float passes dy
-     * unchanged, +0 and -0 scale it by the negative slope, in the run loops and the row loops, forward and backward.
+     * A fused ReLU/LeakyReLU's gate is exact at its edges and takes DL4J's derivative at 0 (ReLU 0, LeakyReLU 1, for
+     * +0 and -0 alike): the smallest positive float passes dy unchanged, the largest negative one scales it by the
+     * negative slope; in the run loops and the row loops, forward and backward. The expected factors are DL4J's own
+     * activations' backprop at those values.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("loops")
-    <B extends Buffer> void gatesAreExactAtZeroAndTheSmallestPositivePreActivation(String name, FloatLoops<B> loops) {
+    <B extends Buffer> void gatesTakeDl4jDerivativesAtZeroAndExactlyBesideIt(String name, FloatLoops<B> loops) {
         float slope = 0.25f;
         float[] edges = {Float.MIN_VALUE, 0f, -0f, -Float.MIN_VALUE};
-        float[] expectedFactor = {1f, slope, slope, slope};
         int length = 64;   // whole vectors: every element goes through the SIMD loops, none through a scalar tail
         float[] x = new float[length];
         float[] dy = new float[length];
@@ -337,46 +344,64 @@ class KernelLoopsTest {
             dy[i] = 1 + i / 64f;
         }
         Views<B> views = Views.of(loops, x, dy);
-        FusedActivation leaky = new FusedActivation(FusedActivation.Kind.LEAKYRELU, slope);
-        for (int e = 0; e < edges.length; e++) {
-            // pre = (x - MEAN) * 1 + edge = edge exactly
-            float edge = edges[e];
-            String where = name + ", pre-activation " + edge;
-            views.outArray().assign(0);
-            loops.gatedInputGradient(views.x(), views.dy(), views.out(), 0, length, MEAN, 1f, edge, slope, 1f, 0f, 0f);
-            for (int i = 0; i < length; i++) {
-                assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": dx at " + i);
-            }
-            FloatLoops.Sums sums = new FloatLoops.Sums();
-            loops.gatedGradientSums(views.x(), views.dy(), 0, length, MEAN, 1f, edge, slope, sums);
-            double dySum = 0;
-            for (float value : dy) {
-                dySum += value;
-            }
-            assertEquals(expectedFactor[e] * dySum, sums.plain, 1e-5 * dySum, where + ": sum of g");
-            float[] anchor = new float[length];
-            float[] ones = new float[length];
-            float[] offsets = new float[length];
-            Arrays.fill(anchor, MEAN);
-            Arrays.fill(ones, 1f);
-            Arrays.fill(offsets, edge);
-            views.outArray().assign(0);
-            FloatLoops.RowGate gate = new FloatLoops.RowGate(ones, offsets, slope);
-            loops.rowInputGradient(views.x(), views.dy(), views.out(), 0, length, 1, length, anchor, gate, ones,
-                    new float[length], new float[length]);
-            for (int i = 0; i < length; i++) {
-                assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": row dx at " + i);
-            }
-            float expectedOutput = edge > 0 ? edge : slope * edge;
-            views.outArray().assign(1);
-            loops.normalize(views.x(), views.out(), 0, length, MEAN, 1f, edge, leaky);
-            for (int i = 0; i < length; i++) {
-                assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": output at " + i);
-            }
-            views.outArray().assign(1);
-            loops.rowNormalize(views.x(), views.out(), 0, length, 1, length, anchor, ones, offsets, gate);
-            for (int i = 0; i < length; i++) {
-                assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": row output at " + i);
+        Map<FusedActivation, IActivation> activations = Map.of(
+                new FusedActivation(FusedActivation.Kind.LEAKYRELU, slope), new ActivationLReLU(slope),
+                new FusedActivation(FusedActivation.Kind.RELU, 0), new ActivationReLU());
+        for (Map.Entry<FusedActivation, IActivation> entry : activations.entrySet()) {
+            FusedActivation activation = entry.getKey();
+            float[] expectedFactor = entry.getValue().backprop(Nd4j.createFromArray(edges),
+                    Nd4j.ones(DataType.FLOAT, edges.length)).getFirst().toFloatVector();
+            for (int e = 0; e < edges.length; e++) {
+                // pre = (x - MEAN) * 1 + edge = edge exactly
+                float edge = edges[e];
+                String where = name + " " + activation.kind() + ", pre-activation " + edge;
+                views.outArray().assign(0);
+                loops.gatedInputGradient(views.x(), views.dy(), views.out(), 0, length, MEAN, 1f, edge,
+                        activation.negativeSlope(), activation.slopeThreshold(), 1f, 0f, 0f);
+                for (int i = 0; i < length; i++) {
+                    assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": dx at " + i);
+                }
+                FloatLoops.Sums sums = new FloatLoops.Sums();
+                loops.gatedGradientSums(views.x(), views.dy(), 0, length, MEAN, 1f, edge, activation.negativeSlope(),
+                        activation.slopeThreshold(), sums);
+                double dySum = 0;
+                for (float value : dy) {
+                    dySum += value;
+                }
+                assertEquals(expectedFactor[e] * dySum, sums.plain, 1e-5 * dySum, where + ": sum of g");
+                float[] anchor = new float[length];
+                float[] ones = new float[length];
+                float[] offsets = new float[length];
+                Arrays.fill(anchor, MEAN);
+                Arrays.fill(ones, 1f);
+                Arrays.fill(offsets, edge);
+                views.outArray().assign(0);
+                FloatLoops.RowGate gate = new FloatLoops.RowGate(ones, offsets, activation.negativeSlope(),
+                        activation.slopeThreshold());
+                loops.rowInputGradient(views.x(), views.dy(), views.out(), 0, length, 1, length, anchor, gate, ones,
+                        new float[length], new float[length]);
+                for (int i = 0; i < length; i++) {
+                    assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f,
+                            where + ": row dx at " + i);
+                }
+                float[] rowSums = new float[length];
+                float[] products = new float[length];
+                loops.rowGradientSums(views.x(), views.dy(), 0, length, 1, length, anchor, gate, rowSums, products);
+                for (int c = 0; c < length; c++) {
+                    assertEquals(expectedFactor[e] * dy[c], rowSums[c], 0f, where + ": row sum of g at " + c);
+                }
+                assertEquals(expectedFactor[e], (float) activation.derivative(edge), 0f, where + ": in double");
+                float expectedOutput = edge > 0 ? edge : activation.negativeSlope() * edge;
+                views.outArray().assign(1);
+                loops.normalize(views.x(), views.out(), 0, length, MEAN, 1f, edge, activation);
+                for (int i = 0; i < length; i++) {
+                    assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": output at " + i);
+                }
+                views.outArray().assign(1);
+                loops.rowNormalize(views.x(), views.out(), 0, length, 1, length, anchor, ones, offsets, gate);
+                for (int i = 0; i < length; i++) {
+                    assertEquals(expectedOutput, views.outArray().getFloat(i), 0f, where + ": row output at " + i);
+                }
             }
         }
         Reference.reachabilityFence(views);
