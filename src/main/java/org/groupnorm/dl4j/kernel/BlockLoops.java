@@ -154,25 +154,28 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     @Override
     public void gatedGradientSums(FloatBuffer x, FloatBuffer dy, int from, int length, float mean, float scale,
-                                  float offset, float negativeSlope, float slopeThreshold, Sums sums) {
-        sumsOfGradient(x, dy, from, length, mean, new Gate(scale, offset, negativeSlope, slopeThreshold), sums);
+                                  float offset, FusedActivation activation, Sums sums) {
+        sumsOfGradient(x, dy, from, length, mean, new Gate(scale, offset, activation), sums);
     }
 
     @Override
     public void gatedInputGradient(FloatBuffer x, FloatBuffer dy, FloatBuffer dx, int from, int length, float mean,
-                                   float scale, float offset, float negativeSlope, float slopeThreshold,
-                                   float dyCoefficient,
+                                   float scale, float offset, FusedActivation activation, float dyCoefficient,
                                    float xCoefficient, float constant) {
-        inputGradientOf(x, dy, dx, from, length, mean, new Gate(scale, offset, negativeSlope, slopeThreshold),
-                dyCoefficient,
+        inputGradientOf(x, dy, dx, from, length, mean, new Gate(scale, offset, activation), dyCoefficient,
                 xCoefficient, constant);
     }
 
-    /**
-     * A fused ReLU/LeakyReLU's gate: the pre-activation's coefficients, and the slope at or below the threshold
-     * ({@link FusedActivation#slopeThreshold}).
-     */
-    private record Gate(float scale, float offset, float negativeSlope, float slopeThreshold) {
+    /** A fused ReLU/LeakyReLU's gate: the pre-activation's coefficients and the activation. */
+    private record Gate(float scale, float offset, FusedActivation activation) {
+
+        float negativeSlope() {
+            return activation.negativeSlope();
+        }
+
+        float slopeThreshold() {
+            return activation.slopeThreshold();
+        }
     }
 
     /** {@link #gradientSums} of dy, or of dy through {@code gate} when there is one. */
@@ -502,8 +505,7 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
         /** The gate with its per-column coefficients repeated, in the last two slots. */
         RowGate repeated(RowGate gate, int width, int times) {
             return new RowGate(repeated(REPEAT_SLOTS - 2, gate.scale(), width, times),
-                    repeated(REPEAT_SLOTS - 1, gate.offset(), width, times), gate.negativeSlope(),
-                    gate.slopeThreshold());
+                    repeated(REPEAT_SLOTS - 1, gate.offset(), width, times), gate.activation());
         }
 
         private static float[] atLeast(float[] buffer, int length) {

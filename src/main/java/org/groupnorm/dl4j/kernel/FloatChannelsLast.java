@@ -264,8 +264,7 @@ final class FloatChannelsLast {
         float[] offsets = Scratch.floats(Scratch.FloatSlot.OFFSET, width);
         forwardCoefficients(n, g0, g1, geo, gamma, beta, stats, scales, offsets);
         FloatLoops.RowGate gate = activation.isPiecewiseLinear()
-                ? new FloatLoops.RowGate(scales, offsets, activation.negativeSlope(), activation.slopeThreshold())
-                : null;
+                ? new FloatLoops.RowGate(scales, offsets, activation) : null;
         loops.rowNormalize(in, out, start, stride, geo.positions, width, anchors, scales, offsets, gate);
         if (!activation.isIdentity() && !activation.isPiecewiseLinear()) {
             forEachRun(geo, start, stride, width, (from, length) -> loops.normalize(out, out, from, length, 0f, 1f,
@@ -298,7 +297,7 @@ final class FloatChannelsLast {
             float[] offsets = Scratch.floats(Scratch.FloatSlot.OFFSET, width);
             forwardCoefficients(n, g0, g1, geo, gamma, beta, stats, scales, offsets);
             if (activation.isPiecewiseLinear()) {
-                gate = new FloatLoops.RowGate(scales, offsets, activation.negativeSlope(), activation.slopeThreshold());
+                gate = new FloatLoops.RowGate(scales, offsets, activation);
             } else {
                 smoothActivationGradient(loops, in, gradOut, gradIn, start, stride, width, geo, anchors, scales,
                         offsets, activation);

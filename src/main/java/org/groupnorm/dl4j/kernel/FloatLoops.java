@@ -70,16 +70,15 @@ interface FloatLoops<B extends Buffer> {
 
     /**
      * {@link #gradientSums} of {@code g = dy} where the pre-activation {@code (x - mean) * scale + offset} is
-     * above {@code slopeThreshold} and {@code g = negativeSlope * dy} at or below it (a fused ReLU or LeakyReLU, see
-     * {@link FusedActivation#slopeThreshold}), with g computed on the fly.
+     * above the activation's {@link FusedActivation#slopeThreshold} and {@code g = negativeSlope * dy} at or below it
+     * (a fused ReLU or LeakyReLU), with g computed on the fly.
      */
     void gatedGradientSums(B x, B dy, int from, int length, float mean, float scale, float offset,
-                           float negativeSlope, float slopeThreshold, Sums sums);
+                           FusedActivation activation, Sums sums);
 
     /** {@link #inputGradient} of the gated gradient g of {@link #gatedGradientSums} in place of dy. */
     void gatedInputGradient(B x, B dy, B dx, int from, int length, float mean, float scale, float offset,
-                            float negativeSlope, float slopeThreshold, float dyCoefficient, float xCoefficient,
-                            float constant);
+                            FusedActivation activation, float dyCoefficient, float xCoefficient, float constant);
 
     /**
      * Column sums over {@code rows} rows of {@code width} elements, row r starting at {@code from + r * stride}:
@@ -118,10 +117,18 @@ interface FloatLoops<B extends Buffer> {
 
     /**
      * A fused ReLU/LeakyReLU in the row loops: g = dy where the pre-activation
-     * {@code (x - anchor[c]) * scale[c] + offset[c]} is above {@code slopeThreshold}, {@code negativeSlope * dy} at or
-     * below it ({@link FusedActivation#slopeThreshold}); forward's output is the same on either side at 0.
+     * {@code (x - anchor[c]) * scale[c] + offset[c]} is above the activation's {@link FusedActivation#slopeThreshold},
+     * {@code negativeSlope * dy} at or below it; forward's output is the same on either side at 0.
      */
-    record RowGate(float[] scale, float[] offset, float negativeSlope, float slopeThreshold) {
+    record RowGate(float[] scale, float[] offset, FusedActivation activation) {
+
+        float negativeSlope() {
+            return activation.negativeSlope();
+        }
+
+        float slopeThreshold() {
+            return activation.slopeThreshold();
+        }
     }
 
     /** The two sums a reduction loop returns. */

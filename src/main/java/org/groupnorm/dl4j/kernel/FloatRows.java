@@ -197,7 +197,7 @@ final class FloatRows {
                 loops.gradientSums(in, gradOut, start, geo.positions, anchor, sums);
             } else if (activation.isPiecewiseLinear()) {
                 loops.gatedGradientSums(in, gradOut, start, geo.positions, anchor, (float) scale[c],
-                        (float) offset[c], activation.negativeSlope(), activation.slopeThreshold(), sums);
+                        (float) offset[c], activation, sums);
             } else {
                 smoothActivationSums(loops, in, gradOut, gradIn, start, geo.positions, anchor, (float) scale[c],
                         (float) offset[c], activation, sums);
@@ -216,8 +216,7 @@ final class FloatRows {
             int start = base + (c - first) * geo.positions;
             if (activation.isPiecewiseLinear()) {
                 loops.gatedInputGradient(in, gradient, gradIn, start, geo.positions, anchor, (float) scale[c],
-                        (float) offset[c], activation.negativeSlope(), activation.slopeThreshold(), (float) dyScale[c],
-                        (float) xScale[c], (float) constant[c]);
+                        (float) offset[c], activation, (float) dyScale[c], (float) xScale[c], (float) constant[c]);
             } else {
                 loops.inputGradient(in, gradient, gradIn, start, geo.positions, anchor, (float) dyScale[c],
                         (float) xScale[c], (float) constant[c]);

@@ -386,7 +386,9 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void gatedGradientSums(ByteBuffer x, ByteBuffer dy, int from, int length, float mean, float scale,
-                                  float offset, float negativeSlope, float slopeThreshold, Sums sums) {
+                                  float offset, FusedActivation activation, Sums sums) {
+        float negativeSlope = activation.negativeSlope();
+        float slopeThreshold = activation.slopeThreshold();
         sums.clear();
         int end = from + length;
         int stepsEnd = from + length / STEP * STEP;
@@ -425,8 +427,10 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     @Override
     public void gatedInputGradient(ByteBuffer x, ByteBuffer dy, ByteBuffer dx, int from, int length, float mean,
-                                   float scale, float offset, float negativeSlope, float slopeThreshold,
-                                   float dyCoefficient, float xCoefficient, float constant) {
+                                   float scale, float offset, FusedActivation activation, float dyCoefficient,
+                                   float xCoefficient, float constant) {
+        float negativeSlope = activation.negativeSlope();
+        float slopeThreshold = activation.slopeThreshold();
         int end = from + length;
         int vectorsEnd = from + length / LANES * LANES;
         FloatVector xCoefficients = FloatVector.broadcast(SPECIES, xCoefficient);

@@ -224,12 +224,12 @@ class KernelLoopsTest {
                         products += g[i] * centered;
                     }
                     loops.gatedGradientSums(xs, dys, from, length, MEAN, scale, offset,
-                            activation.negativeSlope(), activation.slopeThreshold(), sums);
+                            activation, sums);
                     assertEquals(gSum, sums.plain, 1e-5 * length, where + ": sum of g");
                     assertEquals(products, sums.weighted, 1e-5 * length, where + ": sum of g (x - mean)");
                     outArray.assign(0);
                     loops.gatedInputGradient(xs, dys, out, from, length, MEAN, scale, offset,
-                            activation.negativeSlope(), activation.slopeThreshold(), 0.9f, 1.3f, -0.4f);
+                            activation, 0.9f, 1.3f, -0.4f);
                     for (int i = from; i < from + length; i++) {
                         double expected = 0.9 * g[i] + 1.3 * ((double) x[i] - MEAN) - 0.4;
                         assertEquals(expected, outArray.getDouble(i), 1e-5, where + ": dx at " + i);
@@ -279,8 +279,7 @@ class KernelLoopsTest {
                     float[] gateScale = values(random, width, 1.5, 0.3);
                     float[] gateOffset = values(random, width, 0.2, 0.3);
                     FloatLoops.RowGate gate = activation.isIdentity() ? null
-                            : new FloatLoops.RowGate(gateScale, gateOffset, activation.negativeSlope(),
-                                    activation.slopeThreshold());
+                            : new FloatLoops.RowGate(gateScale, gateOffset, activation);
                     // g: dy through the gate at the pre-activation (x - shift) * gateScale + gateOffset
                     Expected g = (i, c) -> activation.derivative(((double) x[i] - shift[c]) * gateScale[c]
                             + gateOffset[c]) * dy[i];
@@ -310,8 +309,7 @@ class KernelLoopsTest {
                     }
                     outArray.assign(0);
                     loops.rowNormalize(xs, out, from, stride, rows, width, shift, scale, offset,
-                            gate == null ? null : new FloatLoops.RowGate(scale, offset, activation.negativeSlope(),
-                                    activation.slopeThreshold()));
+                            gate == null ? null : new FloatLoops.RowGate(scale, offset, activation));
                     checkRows(outArray, from, stride, rows, width, where + ": normalize",
                             (i, c) -> activation.apply(((double) x[i] - shift[c]) * scale[c] + offset[c]));
                     outArray.assign(0);
@@ -356,14 +354,13 @@ class KernelLoopsTest {
                 float edge = edges[e];
                 String where = name + " " + activation.kind() + ", pre-activation " + edge;
                 views.outArray().assign(0);
-                loops.gatedInputGradient(views.x(), views.dy(), views.out(), 0, length, MEAN, 1f, edge,
-                        activation.negativeSlope(), activation.slopeThreshold(), 1f, 0f, 0f);
+                loops.gatedInputGradient(views.x(), views.dy(), views.out(), 0, length, MEAN, 1f, edge, activation,
+                        1f, 0f, 0f);
                 for (int i = 0; i < length; i++) {
                     assertEquals(expectedFactor[e] * dy[i], views.outArray().getFloat(i), 0f, where + ": dx at " + i);
                 }
                 FloatLoops.Sums sums = new FloatLoops.Sums();
-                loops.gatedGradientSums(views.x(), views.dy(), 0, length, MEAN, 1f, edge, activation.negativeSlope(),
-                        activation.slopeThreshold(), sums);
+                loops.gatedGradientSums(views.x(), views.dy(), 0, length, MEAN, 1f, edge, activation, sums);
                 double dySum = 0;
                 for (float value : dy) {
                     dySum += value;
@@ -376,8 +373,7 @@ class KernelLoopsTest {
                 Arrays.fill(ones, 1f);
                 Arrays.fill(offsets, edge);
                 views.outArray().assign(0);
-                FloatLoops.RowGate gate = new FloatLoops.RowGate(ones, offsets, activation.negativeSlope(),
-                        activation.slopeThreshold());
+                FloatLoops.RowGate gate = new FloatLoops.RowGate(ones, offsets, activation);
                 loops.rowInputGradient(views.x(), views.dy(), views.out(), 0, length, 1, length, anchor, gate, ones,
                         new float[length], new float[length]);
                 for (int i = 0; i < length; i++) {
