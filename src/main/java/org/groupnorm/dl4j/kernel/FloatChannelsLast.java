@@ -7,9 +7,10 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC). A group's elements are short
- * runs of C/G channels interleaved with every other group's, so instead of walking one group at a time this path walks
- * an example's positions as rows of channels, and every loop works on whole rows with one coefficient per column
+ * The channels-last path for float32 and binary16 storage (NWC, NHWC, NDHWC, and channels-first arrays of one
+ * position, such as FF input, which are laid out alike). A group's elements are short runs of C/G channels
+ * interleaved with every other group's, so instead of walking one group at a time this path walks an example's
+ * positions as rows of channels, and every loop works on whole rows with one coefficient per column
  * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
  *
  * <p>The unit of work is a block of whole groups of one example, read over all its positions: it holds everything
@@ -45,9 +46,13 @@ final class FloatChannelsLast {
     private FloatChannelsLast() {
     }
 
-    /** Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels last. */
+    /**
+     * Whether this path handles the call: float32 or binary16 (the arrays all of x's type), channels last, or channels
+     * first with one position (FF input, 1x1 maps), whose memory is the same: each example one row of channels.
+     */
     static boolean applies(INDArray x, TensorLayout layout) {
-        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF) && layout.channelsLast();
+        return (x.dataType() == DataType.FLOAT || x.dataType() == DataType.HALF)
+                && (layout.channelsLast() || layout.spatialSize(x.shape()) == 1);
     }
 
     static <B extends Buffer> void forward(FloatLoops<B> loops, INDArray x, INDArray y, Presence present,

@@ -17,9 +17,10 @@ import org.slf4j.LoggerFactory;
  * goes down one of three paths, one per memory format, all made of the formulas in {@link Coefficients}:
  * <ul>
  *   <li>{@link FloatRows}: float32 and float16 channels-first (what most networks run);</li>
- *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last (Keras imports, NHWC networks);</li>
- *   <li>{@link GeneralPath}: everything else (float64, bfloat16, channels-first rows under
- *   {@value FloatRows#MIN_ROW} positions), in double.</li>
+ *   <li>{@link FloatChannelsLast}: float32 and float16 channels-last (Keras imports, NHWC networks), and
+ *   channels-first with one position (FF input), which is laid out the same way;</li>
+ *   <li>{@link GeneralPath}: everything else (float64, bfloat16, channels-first rows of 2 to
+ *   {@value FloatRows#MIN_ROW} - 1 positions), in double.</li>
  * </ul>
  * Those two compute float16 storage, and masked input, in per-thread float32 copies of each slab or block. They run
  * on SIMD loops through the JDK Vector API ({@link VectorLoops}) when the JVM was started with
