@@ -221,6 +221,10 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
 
     /** Sums of a [R0, R1, K] array along its last axis, [R0, R1] in double: see {@link #dotsInDouble}. */
     private static INDArray sumsInDouble(INDArray values) {
+        if (values.size(2) == 1) {   // one element per row: see dotsInDouble
+            long[] shape = {values.size(0), values.size(1)};
+            return Nd4j.createUninitialized(DataType.DOUBLE, shape).assign(values.reshape(shape));
+        }
         return dotsInDouble(values, Nd4j.ones(values.dataType(), values.size(2)));
     }
 
@@ -230,6 +234,11 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
      * over the millions of elements a group can hold; its dot product accumulates in the type of its result.
      */
     private static INDArray dotsInDouble(INDArray a, INDArray b) {
+        if (a.size(2) == 1 && b.rank() == 3) {
+            // One element per row (FF input, 1x1 maps): a product. ND4J's dot costs ~10 ns per row however short
+            // (2-3 ms for the 262,144 rows of 256 examples x 1024 channels).
+            return sumsInDouble(a).muli(b.reshape(a.size(0), a.size(1)).castTo(DataType.DOUBLE));
+        }
         INDArray dots = Nd4j.createUninitialized(DataType.DOUBLE, a.size(0), a.size(1));
         Nd4j.exec(new Dot(a, b, dots, 2));
         return dots;
@@ -395,13 +404,16 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         }
 
         /**
-         * A per-(example, group) value repeated for each channel of the group, as [N, C, 1]: read only, since with one
-         * channel per group ND4J's broadcast returns the array itself.
+         * A per-(example, group) value repeated for each channel of the group, as [N, C, 1]: the product of [N, G, 1]
+         * with a [1, 1, C/G] row of ones, because ND4J's {@code broadcast} takes 3-30x as long (14 ms instead of
+         * 0.4 at 256 examples of 32 groups of 32 channels, FF input, where the whole layer's arrays are that size).
          */
         INDArray perChannel(INDArray perGroup) {
             long perGroupChannels = channels() / count;
-            return perGroup.reshape(examples(), count, 1).broadcast(examples(), count, perGroupChannels)
-                    .reshape(examples(), channels(), 1);
+            INDArray repeated = Nd4j.createUninitialized(perGroup.dataType(), examples(), count, perGroupChannels);
+            Nd4j.exec(new MulOp(perGroup.reshape(examples(), count, 1),
+                    Nd4j.ones(perGroup.dataType(), 1, 1, perGroupChannels), repeated));
+            return repeated.reshape(examples(), channels(), 1);
         }
 
         /** Writes [N, C, S] rows into the layer's array of the call's layout and type. */
