@@ -48,6 +48,14 @@ class RandomizedReferenceTest {
                 IActivation activation, double eps, double[] x, double[] gamma, double[] beta, double[] mask,
                 double[] dy) {
 
+        int channels() {
+            return (int) shape[layout.channelAxis()];
+        }
+
+        int positions() {
+            return (int) layout.spatialSize(shape);
+        }
+
         @Override
         public String toString() {
             return "seed " + seed + ": " + layout + " " + Arrays.toString(shape) + " G=" + groups + " " + type + " "
@@ -63,7 +71,6 @@ class RandomizedReferenceTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void layerEqualsTheDoubleReference(Case c) {
-        int channels = (int) c.shape[c.layout.channelAxis()];
         double[] presence = c.mask == null ? null : Arrays.stream(c.mask).map(m -> m != 0 ? 1 : 0).toArray();
         double[] pre = ReferenceGroupNorm.forward(c.x, c.shape, c.layout, c.groups, c.eps, c.gamma, c.beta, presence);
         double[] expectedY = masked(c.activation.getActivation(Nd4j.createFromArray(pre.clone()), false)
@@ -73,7 +80,7 @@ class RandomizedReferenceTest {
         double[] expectedDx = ReferenceGroupNorm.inputGradient(c.x, c.shape, c.layout, c.groups, c.eps, c.gamma,
                 c.beta, presence, gradThroughActivation);
 
-        GroupNormalization.Builder builder = new GroupNormalization.Builder().nIn(channels).groups(c.groups)
+        GroupNormalization.Builder builder = new GroupNormalization.Builder().nIn(c.channels()).groups(c.groups)
                 .eps(c.eps).dataFormat(c.layout).scale(c.gamma != null).center(c.beta != null);
         if (!c.activation.equals(Activation.IDENTITY.getActivationFunction())) {
             builder.activation(c.activation);
@@ -152,18 +159,19 @@ class RandomizedReferenceTest {
         for (int i = 0; i < dy.length; i++) {
             dy[i] = random.nextGaussian();
         }
-        Case drawn = new Case(seed, layout, shape, groups, type, engine, function, eps, rounded(x, type),
-                rounded(gamma, type), rounded(beta, type), mask, rounded(dy, type));
+        x = rounded(x, type);
+        gamma = rounded(gamma, type);
+        beta = rounded(beta, type);
+        dy = rounded(dy, type);
         if (activation == Activation.RELU || activation == Activation.LEAKYRELU) {
-            double[] pre = ReferenceGroupNorm.forward(drawn.x, shape, layout, groups, eps, drawn.gamma, drawn.beta,
-                    null);
+            double[] pre = ReferenceGroupNorm.forward(x, shape, layout, groups, eps, gamma, beta, null);
             for (int i = 0; i < pre.length; i++) {
                 if (Math.abs(pre[i]) < KINK_BAND) {
-                    drawn.dy[i] = 0;
+                    dy[i] = 0;
                 }
             }
         }
-        return drawn;
+        return new Case(seed, layout, shape, groups, type, engine, function, eps, x, gamma, beta, mask, dy);
     }
 
     private static long[] shape(TensorLayout layout, long examples, long channels, long[] spatial) {
@@ -225,13 +233,11 @@ class RandomizedReferenceTest {
     /** The values with padded positions set to 0 (values are c-order elements of the case's array). */
     private static double[] masked(double[] values, double[] presence, Case c) {
         if (presence != null) {
-            int channels = (int) c.shape[c.layout.channelAxis()];
-            int positions = presence.length / (int) c.shape[0];
             for (int n = 0; n < c.shape[0]; n++) {
-                for (int ch = 0; ch < channels; ch++) {
-                    for (int p = 0; p < positions; p++) {
-                        values[ReferenceGroupNorm.offset(c.layout, n, ch, p, channels, positions)] *=
-                                presence[n * positions + p];
+                for (int ch = 0; ch < c.channels(); ch++) {
+                    for (int p = 0; p < c.positions(); p++) {
+                        values[ReferenceGroupNorm.offset(c.layout, n, ch, p, c.channels(), c.positions())] *=
+                                presence[n * c.positions() + p];
                     }
                 }
             }
@@ -241,13 +247,11 @@ class RandomizedReferenceTest {
 
     /** Per-channel sums over examples and positions: dbeta from the gradient at the layer's output. */
     private static double[] perChannelSums(double[] values, Case c) {
-        int channels = (int) c.shape[c.layout.channelAxis()];
-        int positions = (int) c.layout.spatialSize(c.shape);
-        double[] sums = new double[channels];
+        double[] sums = new double[c.channels()];
         for (int n = 0; n < c.shape[0]; n++) {
-            for (int ch = 0; ch < channels; ch++) {
-                for (int p = 0; p < positions; p++) {
-                    sums[ch] += values[ReferenceGroupNorm.offset(c.layout, n, ch, p, channels, positions)];
+            for (int ch = 0; ch < c.channels(); ch++) {
+                for (int p = 0; p < c.positions(); p++) {
+                    sums[ch] += values[ReferenceGroupNorm.offset(c.layout, n, ch, p, c.channels(), c.positions())];
                 }
             }
         }

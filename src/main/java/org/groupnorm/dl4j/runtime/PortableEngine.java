@@ -235,8 +235,8 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
      */
     private static INDArray dotsInDouble(INDArray a, INDArray b) {
         if (a.size(2) == 1 && b.rank() == 3) {
-            // One element per row (FF input, 1x1 maps): a product. ND4J's dot costs ~10 ns per row however short
-            // (2-3 ms for the 262,144 rows of 256 examples x 1024 channels).
+            // One element per row (FF input, 1x1 maps): a product. ND4J's dot has a cost per row however short,
+            // which on FF input is paid once per element.
             return sumsInDouble(a).muli(b.reshape(a.size(0), a.size(1)).castTo(DataType.DOUBLE));
         }
         INDArray dots = Nd4j.createUninitialized(DataType.DOUBLE, a.size(0), a.size(1));
@@ -405,8 +405,8 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
 
         /**
          * A per-(example, group) value repeated for each channel of the group, as [N, C, 1]: the product of [N, G, 1]
-         * with a [1, 1, C/G] row of ones, because ND4J's {@code broadcast} takes 3-30x as long (14 ms instead of
-         * 0.4 at 256 examples of 32 groups of 32 channels, FF input, where the whole layer's arrays are that size).
+         * with a [1, 1, C/G] row of ones, because ND4J's {@code broadcast} takes several times as long: it was more
+         * than half of the engine's time on FF input, where these arrays are as large as the layer's (PERFORMANCE.md).
          */
         INDArray perChannel(INDArray perGroup) {
             long perGroupChannels = channels() / count;
