@@ -32,17 +32,6 @@ final class BlockLoops implements FloatLoops<FloatBuffer> {
 
     private static final ThreadLocal<Blocks> BLOCKS = ThreadLocal.withInitial(Blocks::new);
 
-    /**
-     * A whole example: these loops copy every row of a block, and a narrow block's rows lie a full row apart. At
-     * 2x256x56x56, blocks of 80 of the 256 channels (1 MiB, the Vector API loops' choice) measured clearly slower
-     * than whole rows, whose bundles are one copy each (a throwaway harness; the benchmark's figures for whole rows
-     * are in docs/PERFORMANCE.md).
-     */
-    @Override
-    public int channelsLastBlockFloats() {
-        return Integer.MAX_VALUE;
-    }
-
     @Override
     public FloatBuffer view(INDArray array) {
         return Elements.floats(array);

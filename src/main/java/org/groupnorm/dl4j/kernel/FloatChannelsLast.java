@@ -14,9 +14,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * ({@link FloatLoops}' row loops, SIMD along the channels). Per-column sums are added into per-group statistics.
  *
  * <p>The unit of work is a block of whole groups of one example, read over all its positions: it holds everything
- * its statistics need, so both passes run in one task while the block is in cache, as the channels-first path does
- * per slab. An example is cut into as many blocks as it takes to give every thread work (one block when there are at
- * least as many examples as threads). The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
+ * its statistics need, so both passes run in one task, as the channels-first path does per slab. A block is the
+ * whole example unless it takes more blocks to give every thread work (one block per example when there are at
+ * least as many examples as threads) or to bound the copies below: its rows are then side by side and every pass is
+ * one sequential stream, which measured faster than narrower blocks that stay in cache but read each row in pieces
+ * a full row apart. The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
  * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
  * elementwise formulas are {@link Coefficients}'. A binary16 block is widened into per-thread float32 rows (side by
  * side, one block wide), computed there as a float32 block, and rounded back once. A masked block is copied the same
@@ -28,11 +30,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * contiguous runs (the whole block when it spans all channels, else one run per position) through the channels-first
  * path's run loops with the coefficients of the identity ({@code (v - 0) * 1 + 0 = v} exactly): forward applies it in
  * place to the normalized block; backward writes the pre-activation into dx and turns it there into the gradient
- * through the activation, which then stands in for dy. That costs two more passes over the block, still in cache.
+ * * through the activation, which then stands in for dy. That costs two more passes over the block.
  */
 final class FloatChannelsLast {
 
-    /** The narrowest block worth cutting for the cache: one 512-bit vector of floats. */
+    /** The narrowest block cut for the threads or the copies: one 512-bit vector of floats. */
     private static final int MIN_WIDTH = 16;
     /**
      * The most floats of a block's float32 copies (16 MiB each, three per thread backward) unless one group
@@ -60,7 +62,7 @@ final class FloatChannelsLast {
                                            FusedActivation activation, GroupStats stats) {
         StagedArray<B> in = StagedArray.of(loops, x);
         StagedArray<B> out = StagedArray.of(loops, y);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(in, present), (n, g0, g1) -> {
+        forEachBlock(geo, copyLimit(in, present), (n, g0, g1) -> {
             if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
                 forwardBlock(loops, in.inPlace(), out.inPlace(), blockStart(geo, n, g0), geo.channels, n, g0, g1,
                         geo, gamma, beta, eps, activation, stats);
@@ -91,7 +93,7 @@ final class FloatChannelsLast {
         StagedArray<B> in = StagedArray.of(loops, x);
         StagedArray<B> gradOut = StagedArray.of(loops, dy);
         StagedArray<B> gradIn = StagedArray.of(loops, dx);
-        forEachBlock(geo, loops.channelsLastBlockFloats(), copyLimit(in, present), (n, g0, g1) -> {
+        forEachBlock(geo, copyLimit(in, present), (n, g0, g1) -> {
             if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
                 backwardBlock(loops, in.inPlace(), gradOut.inPlace(), gradIn.inPlace(), blockStart(geo, n, g0),
                         geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
@@ -167,10 +169,10 @@ final class FloatChannelsLast {
 
     /**
      * Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel; see {@link #groupsPerBlock}
-     * for the two limits.
+     * for their width.
      */
-    private static void forEachBlock(Geometry geo, int blockFloats, int maxFloats, BlockBody body) {
-        int groupsPerBlock = groupsPerBlock(geo, blockFloats, maxFloats);
+    private static void forEachBlock(Geometry geo, int maxFloats, BlockBody body) {
+        int groupsPerBlock = groupsPerBlock(geo, maxFloats);
         int blocks = ceilDiv(geo.groups, groupsPerBlock);
         Parallel.forEach(geo.examples * blocks, (long) geo.examples * geo.channels * geo.positions, unit -> {
             int firstGroup = unit % blocks * groupsPerBlock;
@@ -203,20 +205,19 @@ final class FloatChannelsLast {
     }
 
     /**
-     * Groups per work unit: few enough that every thread gets work and that a block ({@code width x positions}
-     * floats) spans at most {@code blockFloats} (the loop set's {@link FloatLoops#channelsLastBlockFloats}) and
-     * {@code maxFloats}, but at least {@value #MIN_WIDTH} channels wide when the example has them, so that the row
-     * loops run on whole vectors; narrower only where {@value #MIN_WIDTH} channels would pass {@code maxFloats}, and
-     * never less than one group.
+     * Groups per work unit: the whole example (its rows side by side, so that each pass reads one sequential stream)
+     * unless the threads need more units than there are examples or a block's copies ({@code width x positions}
+     * floats) would pass {@code maxFloats}; then narrower, but at least {@value #MIN_WIDTH} channels wide when the
+     * example has them, so that the row loops run on whole vectors; narrower only where {@value #MIN_WIDTH} channels
+     * would pass {@code maxFloats}, and never less than one group.
      */
-    private static int groupsPerBlock(Geometry geo, int blockFloats, int maxFloats) {
+    private static int groupsPerBlock(Geometry geo, int maxFloats) {
         int blocksPerExample = Math.min(geo.groups, ceilDiv(Parallel.threads(), geo.examples));
         int forThreads = ceilDiv(geo.groups, blocksPerExample);
         int minWidth = Math.max(1, Math.min(MIN_WIDTH, maxFloats / geo.positions));
-        int cachedWidth = Math.max(minWidth,
-                Math.min(blockFloats, maxFloats) / geo.positions / MIN_WIDTH * MIN_WIDTH);
-        int forCache = Math.max(1, cachedWidth / geo.perGroup);
-        return Math.max(1, Math.min(forThreads, forCache));
+        int copiedWidth = Math.max(minWidth, maxFloats / geo.positions / MIN_WIDTH * MIN_WIDTH);
+        int forCopies = Math.max(1, copiedWidth / geo.perGroup);
+        return Math.max(1, Math.min(forThreads, forCopies));
     }
 
     /**

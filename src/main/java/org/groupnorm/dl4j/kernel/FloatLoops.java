@@ -41,12 +41,6 @@ interface FloatLoops<B extends Buffer> {
      */
     void narrowToHalves(B floats, int from, ByteBuffer halves, int to, int length);
 
-    /**
-     * The most floats one block of a channels-last example may span (a block is a range of channels at every
-     * position); narrower blocks give more parallel work and stay in cache between passes, but have shorter rows.
-     */
-    int channelsLastBlockFloats();
-
     /** sums.plain = sum of (x - shift), sums.weighted = sum of (x - shift)^2, over [from, from + length). */
     void moments(B x, int from, int length, float shift, Sums sums);
 

@@ -18,8 +18,14 @@ final class Scratch {
         GAMMA, BETA, SUM_DY, SUM_DY_CENTERED, D_GAMMA, D_BETA
     }
 
-    /** Float buffers: staging inside one {@link Elements} call, and channels-last per-column coefficients. */
-    enum FloatSlot { STAGING, SHIFT, ANCHOR, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, SUMS, SQUARES }
+    /**
+     * Float buffers: staging inside one {@link Elements} call, channels-last per-column coefficients and sums, and
+     * the Vector API row loops' partial sums.
+     */
+    enum FloatSlot {
+        STAGING, SHIFT, ANCHOR, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, SUMS, SQUARES, PARTIAL_SUMS,
+        PARTIAL_PRODUCTS
+    }
 
     private static final ThreadLocal<double[][]> DOUBLES =
             ThreadLocal.withInitial(() -> new double[Slot.values().length][0]);

@@ -4,6 +4,7 @@ import static jdk.incubator.vector.FloatVector.fromByteBuffer;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -40,15 +41,6 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     /** The SIMD width in use, for logs and benchmarks. */
     static String describe() {
         return SPECIES.vectorBitSize() + "-bit SIMD, " + LANES + " float lanes";
-    }
-
-    /**
-     * 1 MiB, so that a block is still in cache for its second pass: 1 MiB measured 0.84-0.96 ms forward+backward at
-     * 8x64x56x56 where 256 KiB blocks (16 of the 64 channels) took 1.01-1.18 ms; 2x256x56x56 the same either way.
-     */
-    @Override
-    public int channelsLastBlockFloats() {
-        return 256 * 1024;
     }
 
     @Override
@@ -460,122 +452,42 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     }
 
     /*
-     * The row loops walk a block row by row over tiles of whole vectors, the tile's coefficients and sums held in
-     * registers: a tile's part of a row is one contiguous run, where walking one vector's column down the rows reads
-     * one cache line per row (NHWC forward+backward at 8x64x56x56 went from 1.25-1.37x to 1.04-1.15x the
-     * channels-first time: docs/PERFORMANCE.md). Forward tiles are four vectors wide; backward holds more vectors per
-     * column (gate coefficients, two sums and their partials, three dx coefficients), so its tiles are two: four ran
-     * out of registers and were an order of magnitude slower. Columns past the last whole tile go one vector at a time
-     * down the rows, in chunks so that the rows stay in cache.
+     * The row loops walk a block in memory order: row by row, each row's whole width before the next, the per-column
+     * coefficients and partial sums in arrays of one row's width that stay in the first-level cache. A block's rows
+     * are side by side when it spans the example's channels, so each pass is one sequential stream. Walking tiles of a
+     * few vectors down all the rows instead, with their coefficients and sums in registers (these loops until
+     * 2026-12-07), read every row in pieces a full row apart: NHWC backward took 2-4x the channels-first time, and at
+     * 2x256x56x56 forward+backward 3-5x (docs/PERFORMANCE.md, "Channels-last row loops in memory order").
      */
 
     @Override
     public void rowMoments(ByteBuffer x, int from, int stride, int rows, int width, float[] shift, float[] sums,
                            float[] squares) {
         int vectorsEnd = width / LANES * LANES;
-        int tilesEnd = width / (4 * LANES) * (4 * LANES);
-        for (int c = 0; c < tilesEnd; c += 4 * LANES) {
-            FloatVector shift0 = FloatVector.fromArray(SPECIES, shift, c);
-            FloatVector shift1 = FloatVector.fromArray(SPECIES, shift, c + LANES);
-            FloatVector shift2 = FloatVector.fromArray(SPECIES, shift, c + 2 * LANES);
-            FloatVector shift3 = FloatVector.fromArray(SPECIES, shift, c + 3 * LANES);
-            FloatVector sum0 = FloatVector.zero(SPECIES);
-            FloatVector sum1 = FloatVector.zero(SPECIES);
-            FloatVector sum2 = FloatVector.zero(SPECIES);
-            FloatVector sum3 = FloatVector.zero(SPECIES);
-            FloatVector square0 = FloatVector.zero(SPECIES);
-            FloatVector square1 = FloatVector.zero(SPECIES);
-            FloatVector square2 = FloatVector.zero(SPECIES);
-            FloatVector square3 = FloatVector.zero(SPECIES);
-            for (int part = 0; part < rows; part += ROWS_PER_PARTIAL) {
-                int partEnd = Math.min(rows, part + ROWS_PER_PARTIAL);
-                FloatVector partSum0 = FloatVector.zero(SPECIES);
-                FloatVector partSum1 = FloatVector.zero(SPECIES);
-                FloatVector partSum2 = FloatVector.zero(SPECIES);
-                FloatVector partSum3 = FloatVector.zero(SPECIES);
-                FloatVector partSquare0 = FloatVector.zero(SPECIES);
-                FloatVector partSquare1 = FloatVector.zero(SPECIES);
-                FloatVector partSquare2 = FloatVector.zero(SPECIES);
-                FloatVector partSquare3 = FloatVector.zero(SPECIES);
-                for (int r = part; r < partEnd; r++) {
-                    int i = (from + r * stride + c) * Float.BYTES;
-                    FloatVector d0 = fromByteBuffer(SPECIES, x, i, ORDER).sub(shift0);
-                    FloatVector d1 = fromByteBuffer(SPECIES, x, i + VECTOR_BYTES, ORDER).sub(shift1);
-                    FloatVector d2 = fromByteBuffer(SPECIES, x, i + 2 * VECTOR_BYTES, ORDER).sub(shift2);
-                    FloatVector d3 = fromByteBuffer(SPECIES, x, i + 3 * VECTOR_BYTES, ORDER).sub(shift3);
-                    partSum0 = partSum0.add(d0);
-                    partSum1 = partSum1.add(d1);
-                    partSum2 = partSum2.add(d2);
-                    partSum3 = partSum3.add(d3);
-                    partSquare0 = d0.fma(d0, partSquare0);
-                    partSquare1 = d1.fma(d1, partSquare1);
-                    partSquare2 = d2.fma(d2, partSquare2);
-                    partSquare3 = d3.fma(d3, partSquare3);
+        float[] partialSums = Scratch.floats(Scratch.FloatSlot.PARTIAL_SUMS, width);
+        float[] partialSquares = Scratch.floats(Scratch.FloatSlot.PARTIAL_PRODUCTS, width);
+        Arrays.fill(sums, 0, width, 0f);
+        Arrays.fill(squares, 0, width, 0f);
+        for (int part = 0; part < rows; part += ROWS_PER_PARTIAL) {
+            int partEnd = Math.min(rows, part + ROWS_PER_PARTIAL);
+            Arrays.fill(partialSums, 0, width, 0f);
+            Arrays.fill(partialSquares, 0, width, 0f);
+            for (int r = part; r < partEnd; r++) {
+                int rowStart = from + r * stride;
+                for (int c = 0; c < vectorsEnd; c += LANES) {
+                    FloatVector d = fromByteBuffer(SPECIES, x, (rowStart + c) * Float.BYTES, ORDER)
+                            .sub(FloatVector.fromArray(SPECIES, shift, c));
+                    FloatVector.fromArray(SPECIES, partialSums, c).add(d).intoArray(partialSums, c);
+                    d.fma(d, FloatVector.fromArray(SPECIES, partialSquares, c)).intoArray(partialSquares, c);
                 }
-                sum0 = sum0.add(partSum0);
-                sum1 = sum1.add(partSum1);
-                sum2 = sum2.add(partSum2);
-                sum3 = sum3.add(partSum3);
-                square0 = square0.add(partSquare0);
-                square1 = square1.add(partSquare1);
-                square2 = square2.add(partSquare2);
-                square3 = square3.add(partSquare3);
+                for (int c = vectorsEnd; c < width; c++) {
+                    float d = x.getFloat((rowStart + c) * Float.BYTES) - shift[c];
+                    partialSums[c] += d;
+                    partialSquares[c] += d * d;
+                }
             }
-            sum0.intoArray(sums, c);
-            sum1.intoArray(sums, c + LANES);
-            sum2.intoArray(sums, c + 2 * LANES);
-            sum3.intoArray(sums, c + 3 * LANES);
-            square0.intoArray(squares, c);
-            square1.intoArray(squares, c + LANES);
-            square2.intoArray(squares, c + 2 * LANES);
-            square3.intoArray(squares, c + 3 * LANES);
-        }
-        for (int c = tilesEnd; c < vectorsEnd; c += LANES) {
-            FloatVector shifts = FloatVector.fromArray(SPECIES, shift, c);
-            // Four chains (rows modulo 4): each holds at most ROWS_PER_SUM / 4 terms, and one chain would wait on
-            // the adder's latency at every row.
-            FloatVector sum0 = FloatVector.zero(SPECIES);
-            FloatVector sum1 = FloatVector.zero(SPECIES);
-            FloatVector sum2 = FloatVector.zero(SPECIES);
-            FloatVector sum3 = FloatVector.zero(SPECIES);
-            FloatVector square0 = FloatVector.zero(SPECIES);
-            FloatVector square1 = FloatVector.zero(SPECIES);
-            FloatVector square2 = FloatVector.zero(SPECIES);
-            FloatVector square3 = FloatVector.zero(SPECIES);
-            int r = 0;
-            for (; r + 3 < rows; r += 4) {
-                int i = from + r * stride + c;
-                FloatVector d0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(shifts);
-                FloatVector d1 = fromByteBuffer(SPECIES, x, (i + stride) * Float.BYTES, ORDER).sub(shifts);
-                FloatVector d2 = fromByteBuffer(SPECIES, x, (i + 2 * stride) * Float.BYTES, ORDER).sub(shifts);
-                FloatVector d3 = fromByteBuffer(SPECIES, x, (i + 3 * stride) * Float.BYTES, ORDER).sub(shifts);
-                sum0 = sum0.add(d0);
-                sum1 = sum1.add(d1);
-                sum2 = sum2.add(d2);
-                sum3 = sum3.add(d3);
-                square0 = d0.fma(d0, square0);
-                square1 = d1.fma(d1, square1);
-                square2 = d2.fma(d2, square2);
-                square3 = d3.fma(d3, square3);
-            }
-            for (; r < rows; r++) {
-                FloatVector d = fromByteBuffer(SPECIES, x, (from + r * stride + c) * Float.BYTES, ORDER).sub(shifts);
-                sum0 = sum0.add(d);
-                square0 = d.fma(d, square0);
-            }
-            sum0.add(sum1).add(sum2.add(sum3)).intoArray(sums, c);
-            square0.add(square1).add(square2.add(square3)).intoArray(squares, c);
-        }
-        for (int c = vectorsEnd; c < width; c++) {
-            float sum = 0;
-            float square = 0;
-            for (int r = 0; r < rows; r++) {
-                float d = x.getFloat((from + r * stride + c) * Float.BYTES) - shift[c];
-                sum += d;
-                square += d * d;
-            }
-            sums[c] = sum;
-            squares[c] = square;
+            addInto(partialSums, sums, width);
+            addInto(partialSquares, squares, width);
         }
     }
 
@@ -585,63 +497,21 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         int vectorsEnd = width / LANES * LANES;
         boolean gated = gate != null;
         float slope = gated ? gate.negativeSlope() : 1f;
-        // Rows in chunks, columns within a chunk: the coefficients stay in registers over a chunk that stays in cache.
-        int tilesEnd = width / (4 * LANES) * (4 * LANES);
-        for (int c = 0; c < tilesEnd; c += 4 * LANES) {
-            FloatVector anchor0 = FloatVector.fromArray(SPECIES, anchor, c);
-            FloatVector anchor1 = FloatVector.fromArray(SPECIES, anchor, c + LANES);
-            FloatVector anchor2 = FloatVector.fromArray(SPECIES, anchor, c + 2 * LANES);
-            FloatVector anchor3 = FloatVector.fromArray(SPECIES, anchor, c + 3 * LANES);
-            FloatVector scale0 = FloatVector.fromArray(SPECIES, scale, c);
-            FloatVector scale1 = FloatVector.fromArray(SPECIES, scale, c + LANES);
-            FloatVector scale2 = FloatVector.fromArray(SPECIES, scale, c + 2 * LANES);
-            FloatVector scale3 = FloatVector.fromArray(SPECIES, scale, c + 3 * LANES);
-            FloatVector offset0 = FloatVector.fromArray(SPECIES, offset, c);
-            FloatVector offset1 = FloatVector.fromArray(SPECIES, offset, c + LANES);
-            FloatVector offset2 = FloatVector.fromArray(SPECIES, offset, c + 2 * LANES);
-            FloatVector offset3 = FloatVector.fromArray(SPECIES, offset, c + 3 * LANES);
-            for (int r = 0; r < rows; r++) {
-                int i = (from + r * stride + c) * Float.BYTES;
-                FloatVector v0 = fromByteBuffer(SPECIES, x, i, ORDER).sub(anchor0).fma(scale0, offset0);
-                FloatVector v1 = fromByteBuffer(SPECIES, x, i + VECTOR_BYTES, ORDER).sub(anchor1).fma(scale1, offset1);
-                FloatVector v2 = fromByteBuffer(SPECIES, x, i + 2 * VECTOR_BYTES, ORDER).sub(anchor2)
-                        .fma(scale2, offset2);
-                FloatVector v3 = fromByteBuffer(SPECIES, x, i + 3 * VECTOR_BYTES, ORDER).sub(anchor3)
-                        .fma(scale3, offset3);
+        for (int r = 0; r < rows; r++) {
+            int rowStart = from + r * stride;
+            for (int c = 0; c < vectorsEnd; c += LANES) {
+                int i = (rowStart + c) * Float.BYTES;
+                FloatVector v = fromByteBuffer(SPECIES, x, i, ORDER).sub(FloatVector.fromArray(SPECIES, anchor, c))
+                        .fma(FloatVector.fromArray(SPECIES, scale, c), FloatVector.fromArray(SPECIES, offset, c));
                 if (gated) {
-                    v0 = v0.blend(v0.mul(slope), v0.compare(VectorOperators.LE, 0f));
-                    v1 = v1.blend(v1.mul(slope), v1.compare(VectorOperators.LE, 0f));
-                    v2 = v2.blend(v2.mul(slope), v2.compare(VectorOperators.LE, 0f));
-                    v3 = v3.blend(v3.mul(slope), v3.compare(VectorOperators.LE, 0f));
+                    v = v.blend(v.mul(slope), v.compare(VectorOperators.LE, 0f));
                 }
-                v0.intoByteBuffer(y, i, ORDER);
-                v1.intoByteBuffer(y, i + VECTOR_BYTES, ORDER);
-                v2.intoByteBuffer(y, i + 2 * VECTOR_BYTES, ORDER);
-                v3.intoByteBuffer(y, i + 3 * VECTOR_BYTES, ORDER);
-            }
-        }
-        for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
-            int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
-            for (int c = tilesEnd; c < vectorsEnd; c += LANES) {
-                FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
-                FloatVector scales = FloatVector.fromArray(SPECIES, scale, c);
-                FloatVector offsets = FloatVector.fromArray(SPECIES, offset, c);
-                for (int r = chunk; r < chunkEnd; r++) {
-                    int i = from + r * stride + c;
-                    FloatVector v = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors)
-                            .fma(scales, offsets);
-                    if (gated) {
-                        v = v.blend(v.mul(slope), v.compare(VectorOperators.LE, 0f));
-                    }
-                    v.intoByteBuffer(y, i * Float.BYTES, ORDER);
-                }
+                v.intoByteBuffer(y, i, ORDER);
             }
             for (int c = vectorsEnd; c < width; c++) {
-                for (int r = chunk; r < chunkEnd; r++) {
-                    int i = (from + r * stride + c) * Float.BYTES;
-                    float v = (x.getFloat(i) - anchor[c]) * scale[c] + offset[c];
-                    y.putFloat(i, gated && v <= 0 ? slope * v : v);
-                }
+                int i = (rowStart + c) * Float.BYTES;
+                float v = (x.getFloat(i) - anchor[c]) * scale[c] + offset[c];
+                y.putFloat(i, gated && v <= 0 ? slope * v : v);
             }
         }
     }
@@ -655,119 +525,39 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         float[] gateOffset = gated ? gate.offset() : anchor;
         float slope = gated ? gate.negativeSlope() : 1f;
         float threshold = gated ? gate.slopeThreshold() : 0f;
-        int tilesEnd = width / (2 * LANES) * (2 * LANES);
-        for (int c = 0; c < tilesEnd; c += 2 * LANES) {
-            FloatVector anchor0 = FloatVector.fromArray(SPECIES, anchor, c);
-            FloatVector anchor1 = FloatVector.fromArray(SPECIES, anchor, c + LANES);
-            FloatVector gateScale0 = FloatVector.fromArray(SPECIES, gateScale, c);
-            FloatVector gateScale1 = FloatVector.fromArray(SPECIES, gateScale, c + LANES);
-            FloatVector gateOffset0 = FloatVector.fromArray(SPECIES, gateOffset, c);
-            FloatVector gateOffset1 = FloatVector.fromArray(SPECIES, gateOffset, c + LANES);
-            FloatVector sum0 = FloatVector.zero(SPECIES);
-            FloatVector sum1 = FloatVector.zero(SPECIES);
-            FloatVector product0 = FloatVector.zero(SPECIES);
-            FloatVector product1 = FloatVector.zero(SPECIES);
-            for (int part = 0; part < rows; part += ROWS_PER_PARTIAL) {
-                int partEnd = Math.min(rows, part + ROWS_PER_PARTIAL);
-                FloatVector partSum0 = FloatVector.zero(SPECIES);
-                FloatVector partSum1 = FloatVector.zero(SPECIES);
-                FloatVector partProduct0 = FloatVector.zero(SPECIES);
-                FloatVector partProduct1 = FloatVector.zero(SPECIES);
-                for (int r = part; r < partEnd; r++) {
-                    int i = (from + r * stride + c) * Float.BYTES;
-                    FloatVector d0 = fromByteBuffer(SPECIES, x, i, ORDER).sub(anchor0);
-                    FloatVector d1 = fromByteBuffer(SPECIES, x, i + VECTOR_BYTES, ORDER).sub(anchor1);
-                    FloatVector g0 = fromByteBuffer(SPECIES, dy, i, ORDER);
-                    FloatVector g1 = fromByteBuffer(SPECIES, dy, i + VECTOR_BYTES, ORDER);
+        float[] partialSums = Scratch.floats(Scratch.FloatSlot.PARTIAL_SUMS, width);
+        float[] partialProducts = Scratch.floats(Scratch.FloatSlot.PARTIAL_PRODUCTS, width);
+        Arrays.fill(sums, 0, width, 0f);
+        Arrays.fill(products, 0, width, 0f);
+        for (int part = 0; part < rows; part += ROWS_PER_PARTIAL) {
+            int partEnd = Math.min(rows, part + ROWS_PER_PARTIAL);
+            Arrays.fill(partialSums, 0, width, 0f);
+            Arrays.fill(partialProducts, 0, width, 0f);
+            for (int r = part; r < partEnd; r++) {
+                int rowStart = from + r * stride;
+                for (int c = 0; c < vectorsEnd; c += LANES) {
+                    int i = (rowStart + c) * Float.BYTES;
+                    FloatVector d = fromByteBuffer(SPECIES, x, i, ORDER)
+                            .sub(FloatVector.fromArray(SPECIES, anchor, c));
+                    FloatVector g = fromByteBuffer(SPECIES, dy, i, ORDER);
                     if (gated) {
-                        g0 = g0.blend(g0.mul(slope),
-                                d0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, threshold));
-                        g1 = g1.blend(g1.mul(slope),
-                                d1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, threshold));
+                        g = g.blend(g.mul(slope), d.fma(FloatVector.fromArray(SPECIES, gateScale, c),
+                                FloatVector.fromArray(SPECIES, gateOffset, c)).compare(VectorOperators.LE, threshold));
                     }
-                    partSum0 = partSum0.add(g0);
-                    partSum1 = partSum1.add(g1);
-                    partProduct0 = d0.fma(g0, partProduct0);
-                    partProduct1 = d1.fma(g1, partProduct1);
+                    FloatVector.fromArray(SPECIES, partialSums, c).add(g).intoArray(partialSums, c);
+                    d.fma(g, FloatVector.fromArray(SPECIES, partialProducts, c)).intoArray(partialProducts, c);
                 }
-                sum0 = sum0.add(partSum0);
-                sum1 = sum1.add(partSum1);
-                product0 = product0.add(partProduct0);
-                product1 = product1.add(partProduct1);
-            }
-            sum0.intoArray(sums, c);
-            sum1.intoArray(sums, c + LANES);
-            product0.intoArray(products, c);
-            product1.intoArray(products, c + LANES);
-        }
-        for (int c = tilesEnd; c < vectorsEnd; c += LANES) {
-            FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
-            FloatVector gateScales = FloatVector.fromArray(SPECIES, gateScale, c);
-            FloatVector gateOffsets = FloatVector.fromArray(SPECIES, gateOffset, c);
-            FloatVector sum0 = FloatVector.zero(SPECIES);
-            FloatVector sum1 = FloatVector.zero(SPECIES);
-            FloatVector sum2 = FloatVector.zero(SPECIES);
-            FloatVector sum3 = FloatVector.zero(SPECIES);
-            FloatVector product0 = FloatVector.zero(SPECIES);
-            FloatVector product1 = FloatVector.zero(SPECIES);
-            FloatVector product2 = FloatVector.zero(SPECIES);
-            FloatVector product3 = FloatVector.zero(SPECIES);
-            int r = 0;
-            for (; r + 3 < rows; r += 4) {
-                int i = from + r * stride + c;
-                FloatVector d0 = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
-                FloatVector d1 = fromByteBuffer(SPECIES, x, (i + stride) * Float.BYTES, ORDER).sub(anchors);
-                FloatVector d2 = fromByteBuffer(SPECIES, x, (i + 2 * stride) * Float.BYTES, ORDER).sub(anchors);
-                FloatVector d3 = fromByteBuffer(SPECIES, x, (i + 3 * stride) * Float.BYTES, ORDER).sub(anchors);
-                FloatVector g0 = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
-                FloatVector g1 = fromByteBuffer(SPECIES, dy, (i + stride) * Float.BYTES, ORDER);
-                FloatVector g2 = fromByteBuffer(SPECIES, dy, (i + 2 * stride) * Float.BYTES, ORDER);
-                FloatVector g3 = fromByteBuffer(SPECIES, dy, (i + 3 * stride) * Float.BYTES, ORDER);
-                if (gated) {
-                    g0 = g0.blend(g0.mul(slope),
-                            d0.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
-                    g1 = g1.blend(g1.mul(slope),
-                            d1.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
-                    g2 = g2.blend(g2.mul(slope),
-                            d2.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
-                    g3 = g3.blend(g3.mul(slope),
-                            d3.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
+                for (int c = vectorsEnd; c < width; c++) {
+                    int i = (rowStart + c) * Float.BYTES;
+                    float d = x.getFloat(i) - anchor[c];
+                    float g = gated ? gated(dy.getFloat(i), d, gateScale[c], gateOffset[c], slope, threshold)
+                            : dy.getFloat(i);
+                    partialSums[c] += g;
+                    partialProducts[c] += g * d;
                 }
-                sum0 = sum0.add(g0);
-                sum1 = sum1.add(g1);
-                sum2 = sum2.add(g2);
-                sum3 = sum3.add(g3);
-                product0 = d0.fma(g0, product0);
-                product1 = d1.fma(g1, product1);
-                product2 = d2.fma(g2, product2);
-                product3 = d3.fma(g3, product3);
             }
-            for (; r < rows; r++) {
-                int i = from + r * stride + c;
-                FloatVector d = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
-                FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
-                if (gated) {
-                    g = g.blend(g.mul(slope), d.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
-                }
-                sum0 = sum0.add(g);
-                product0 = d.fma(g, product0);
-            }
-            sum0.add(sum1).add(sum2.add(sum3)).intoArray(sums, c);
-            product0.add(product1).add(product2.add(product3)).intoArray(products, c);
-        }
-        for (int c = vectorsEnd; c < width; c++) {
-            float sum = 0;
-            float product = 0;
-            for (int r = 0; r < rows; r++) {
-                int i = (from + r * stride + c) * Float.BYTES;
-                float d = x.getFloat(i) - anchor[c];
-                float g = gated ? gated(dy.getFloat(i), d, gateScale[c], gateOffset[c], slope, threshold)
-                        : dy.getFloat(i);
-                sum += g;
-                product += g * d;
-            }
-            sums[c] = sum;
-            products[c] = product;
+            addInto(partialSums, sums, width);
+            addInto(partialProducts, products, width);
         }
     }
 
@@ -781,66 +571,35 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         float[] gateOffset = gated ? gate.offset() : anchor;
         float slope = gated ? gate.negativeSlope() : 1f;
         float threshold = gated ? gate.slopeThreshold() : 0f;
-        int tilesEnd = width / (2 * LANES) * (2 * LANES);
-        for (int c = 0; c < tilesEnd; c += 2 * LANES) {
-            FloatVector anchor0 = FloatVector.fromArray(SPECIES, anchor, c);
-            FloatVector anchor1 = FloatVector.fromArray(SPECIES, anchor, c + LANES);
-            FloatVector dyScale0 = FloatVector.fromArray(SPECIES, dyScale, c);
-            FloatVector dyScale1 = FloatVector.fromArray(SPECIES, dyScale, c + LANES);
-            FloatVector xScale0 = FloatVector.fromArray(SPECIES, xScale, c);
-            FloatVector xScale1 = FloatVector.fromArray(SPECIES, xScale, c + LANES);
-            FloatVector constant0 = FloatVector.fromArray(SPECIES, constant, c);
-            FloatVector constant1 = FloatVector.fromArray(SPECIES, constant, c + LANES);
-            FloatVector gateScale0 = FloatVector.fromArray(SPECIES, gateScale, c);
-            FloatVector gateScale1 = FloatVector.fromArray(SPECIES, gateScale, c + LANES);
-            FloatVector gateOffset0 = FloatVector.fromArray(SPECIES, gateOffset, c);
-            FloatVector gateOffset1 = FloatVector.fromArray(SPECIES, gateOffset, c + LANES);
-            for (int r = 0; r < rows; r++) {
-                int i = (from + r * stride + c) * Float.BYTES;
-                FloatVector centered0 = fromByteBuffer(SPECIES, x, i, ORDER).sub(anchor0);
-                FloatVector centered1 = fromByteBuffer(SPECIES, x, i + VECTOR_BYTES, ORDER).sub(anchor1);
-                FloatVector g0 = fromByteBuffer(SPECIES, dy, i, ORDER);
-                FloatVector g1 = fromByteBuffer(SPECIES, dy, i + VECTOR_BYTES, ORDER);
+        for (int r = 0; r < rows; r++) {
+            int rowStart = from + r * stride;
+            for (int c = 0; c < vectorsEnd; c += LANES) {
+                int i = (rowStart + c) * Float.BYTES;
+                FloatVector centered = fromByteBuffer(SPECIES, x, i, ORDER)
+                        .sub(FloatVector.fromArray(SPECIES, anchor, c));
+                FloatVector g = fromByteBuffer(SPECIES, dy, i, ORDER);
                 if (gated) {
-                    g0 = g0.blend(g0.mul(slope),
-                            centered0.fma(gateScale0, gateOffset0).compare(VectorOperators.LE, threshold));
-                    g1 = g1.blend(g1.mul(slope),
-                            centered1.fma(gateScale1, gateOffset1).compare(VectorOperators.LE, threshold));
+                    g = g.blend(g.mul(slope), centered.fma(FloatVector.fromArray(SPECIES, gateScale, c),
+                            FloatVector.fromArray(SPECIES, gateOffset, c)).compare(VectorOperators.LE, threshold));
                 }
-                centered0.fma(xScale0, g0.fma(dyScale0, constant0)).intoByteBuffer(dx, i, ORDER);
-                centered1.fma(xScale1, g1.fma(dyScale1, constant1)).intoByteBuffer(dx, i + VECTOR_BYTES, ORDER);
-            }
-        }
-        for (int chunk = 0; chunk < rows; chunk += ROWS_PER_SUM) {
-            int chunkEnd = Math.min(rows, chunk + ROWS_PER_SUM);
-            for (int c = tilesEnd; c < vectorsEnd; c += LANES) {
-                FloatVector anchors = FloatVector.fromArray(SPECIES, anchor, c);
-                FloatVector gateScales = FloatVector.fromArray(SPECIES, gateScale, c);
-                FloatVector gateOffsets = FloatVector.fromArray(SPECIES, gateOffset, c);
-                FloatVector dyScales = FloatVector.fromArray(SPECIES, dyScale, c);
-                FloatVector xScales = FloatVector.fromArray(SPECIES, xScale, c);
-                FloatVector constants = FloatVector.fromArray(SPECIES, constant, c);
-                for (int r = chunk; r < chunkEnd; r++) {
-                    int i = from + r * stride + c;
-                    FloatVector centered = fromByteBuffer(SPECIES, x, i * Float.BYTES, ORDER).sub(anchors);
-                    FloatVector g = fromByteBuffer(SPECIES, dy, i * Float.BYTES, ORDER);
-                    if (gated) {
-                        g = g.blend(g.mul(slope),
-                                centered.fma(gateScales, gateOffsets).compare(VectorOperators.LE, threshold));
-                    }
-                    centered.fma(xScales, g.fma(dyScales, constants)).intoByteBuffer(dx, i * Float.BYTES, ORDER);
-                }
+                FloatVector gradientTerm = g.fma(FloatVector.fromArray(SPECIES, dyScale, c),
+                        FloatVector.fromArray(SPECIES, constant, c));
+                centered.fma(FloatVector.fromArray(SPECIES, xScale, c), gradientTerm).intoByteBuffer(dx, i, ORDER);
             }
             for (int c = vectorsEnd; c < width; c++) {
-                for (int r = chunk; r < chunkEnd; r++) {
-                    int i = (from + r * stride + c) * Float.BYTES;
-                    float centered = x.getFloat(i) - anchor[c];
-                    float g = gated ? gated(dy.getFloat(i), centered, gateScale[c], gateOffset[c], slope, threshold)
-                            : dy.getFloat(i);
-                    dx.putFloat(i, dyScale[c] * g + xScale[c] * centered + constant[c]);
-                }
+                int i = (rowStart + c) * Float.BYTES;
+                float centered = x.getFloat(i) - anchor[c];
+                float g = gated ? gated(dy.getFloat(i), centered, gateScale[c], gateOffset[c], slope, threshold)
+                        : dy.getFloat(i);
+                dx.putFloat(i, dyScale[c] * g + xScale[c] * centered + constant[c]);
             }
         }
     }
 
+    /** {@code totals[c] += partials[c]} for the first {@code width} columns. */
+    private static void addInto(float[] partials, float[] totals, int width) {
+        for (int c = 0; c < width; c++) {
+            totals[c] += partials[c];
+        }
+    }
 }

@@ -263,9 +263,9 @@ class KernelLoopsTest {
                 new FusedActivation(FusedActivation.Kind.RELU, 0), new FusedActivation(FusedActivation.Kind.LEAKYRELU,
                         0.05f));
         for (FusedActivation activation : activations) {
-            // Widths around the tiles of 4 and 2 vectors and single vectors (16 lanes with AVX-512, 8 with AVX2);
-            // 37 rows end on a partial sum of 5.
-            for (int width : new int[]{1, 7, 16, 33, 55, 64, 87}) {
+            // Widths below, at and past whole vectors (16 lanes with AVX-512, 8 with AVX2), and the stride itself
+            // (a block as wide as the example: rows side by side); 37 rows end on a partial sum of 5.
+            for (int width : new int[]{1, 7, 16, 33, 55, 64, 87, stride}) {
                 for (int[] rowsAndFrom : new int[][]{{FloatLoops.ROWS_PER_SUM, 0}, {FloatLoops.ROWS_PER_SUM, 5},
                         {37, 3}}) {
                     int rows = rowsAndFrom[0];
