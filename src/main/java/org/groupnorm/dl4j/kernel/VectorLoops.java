@@ -456,8 +456,9 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
      * coefficients and partial sums in arrays of one row's width that stay in the first-level cache. A block's rows
      * are side by side when it spans the example's channels, so each pass is one sequential stream. Walking tiles of a
      * few vectors down all the rows instead, with their coefficients and sums in registers (these loops until
-     * 2026-12-07), read every row in pieces a full row apart: NHWC backward took 2-4x the channels-first time, and at
-     * 2x256x56x56 forward+backward 3-5x (docs/PERFORMANCE.md, "Channels-last row loops in memory order").
+     * 2026-12-07), read every row in pieces a full row apart: NHWC forward+backward took 1.8-1.9x the channels-first
+     * time at 8x64x56x56 and 2.9-3.0x at 2x256x56x56, now 1.1-1.2x and 1.3-1.4x on the same 256-bit CPU
+     * (docs/PERFORMANCE.md, "Channels-last row loops in memory order").
      */
 
     @Override
