@@ -38,8 +38,8 @@ final class FloatChannelsLast {
     private static final int MIN_WIDTH = 16;
     /**
      * The most floats of a block's float32 copies (16 MiB each, three per thread backward) unless one group
-     * alone is larger: the plain loops' blocks are whole examples, and {@value #MIN_WIDTH} channels of a 3D volume
-     * can be hundreds of MB, where the general path this replaces held one group's slab.
+     * alone is larger: blocks are otherwise whole examples, and {@value #MIN_WIDTH} channels of a 3D volume can be
+     * hundreds of MB, where the general path this replaces held one group's slab.
      */
     private static final int MAX_STAGED_FLOATS = 1 << 22;
 
