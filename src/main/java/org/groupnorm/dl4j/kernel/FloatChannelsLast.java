@@ -15,10 +15,10 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  *
  * <p>The unit of work is a block of whole groups of one example, read over all its positions: it holds everything
  * its statistics need, so both passes run in one task, as the channels-first path does per slab. A block is the
- * whole example unless it takes more blocks to give every thread work (one block per example when there are at
- * least as many examples as threads) or to bound the copies below: its rows are then side by side and every pass is
- * one sequential stream, which measured faster than narrower blocks that stay in cache but read each row in pieces
- * a full row apart. The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
+ * whole example, its rows side by side so that every pass is one sequential stream (which measured faster than
+ * narrower blocks that stay in cache but read each row in pieces a full row apart), unless it takes more blocks to
+ * give every thread work (one block per example when there are at least as many examples as threads) or to bound
+ * the copies below. The statistics are the channels-first path's ({@link ShiftedMoments}, the shift
  * being the mean of the group's first {@value ShiftedMoments#SHIFT_SAMPLE} elements in memory order) and the
  * elementwise formulas are {@link Coefficients}'. A binary16 block is widened into per-thread float32 rows (side by
  * side, one block wide), computed there as a float32 block, and rounded back once. A masked block is copied the same
@@ -30,7 +30,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * contiguous runs (the whole block when it spans all channels, else one run per position) through the channels-first
  * path's run loops with the coefficients of the identity ({@code (v - 0) * 1 + 0 = v} exactly): forward applies it in
  * place to the normalized block; backward writes the pre-activation into dx and turns it there into the gradient
- * * through the activation, which then stands in for dy. That costs two more passes over the block.
+ * through the activation, which then stands in for dy. That costs two more passes over the block.
  */
 final class FloatChannelsLast {
 

@@ -26,7 +26,6 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
 
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final int LANES = SPECIES.length();
-    private static final int VECTOR_BYTES = LANES * Float.BYTES;
     /** Elements per step of the reductions: two vectors. */
     private static final int STEP = 2 * LANES;
     private static final int STEPS_PER_FLUSH = 16;

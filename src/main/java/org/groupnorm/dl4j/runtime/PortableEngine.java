@@ -221,9 +221,8 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
 
     /** Sums of a [R0, R1, K] array along its last axis, [R0, R1] in double: see {@link #dotsInDouble}. */
     private static INDArray sumsInDouble(INDArray values) {
-        if (values.size(2) == 1) {   // one element per row: see dotsInDouble
-            long[] shape = {values.size(0), values.size(1)};
-            return Nd4j.createUninitialized(DataType.DOUBLE, shape).assign(values.reshape(shape));
+        if (values.size(2) == 1) {   // one element per row: the values themselves (see dotsInDouble)
+            return rowsInDouble(values);
         }
         return dotsInDouble(values, Nd4j.ones(values.dataType(), values.size(2)));
     }
@@ -237,11 +236,17 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         if (a.size(2) == 1 && b.rank() == 3) {
             // One element per row (FF input, 1x1 maps): a product. ND4J's dot has a cost per row however short,
             // which on FF input is paid once per element.
-            return sumsInDouble(a).muli(b.reshape(a.size(0), a.size(1)).castTo(DataType.DOUBLE));
+            return rowsInDouble(a).muli(rowsInDouble(b));
         }
         INDArray dots = Nd4j.createUninitialized(DataType.DOUBLE, a.size(0), a.size(1));
         Nd4j.exec(new Dot(a, b, dots, 2));
         return dots;
+    }
+
+    /** A [R0, R1, 1] array as [R0, R1] in double. */
+    private static INDArray rowsInDouble(INDArray values) {
+        long[] shape = {values.size(0), values.size(1)};
+        return Nd4j.createUninitialized(DataType.DOUBLE, shape).assign(values.reshape(shape));
     }
 
     /**
