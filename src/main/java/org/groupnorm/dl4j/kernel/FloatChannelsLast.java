@@ -62,7 +62,11 @@ final class FloatChannelsLast {
                                            FusedActivation activation, GroupStats stats) {
         StagedArray<B> in = StagedArray.of(loops, x);
         StagedArray<B> out = StagedArray.of(loops, y);
-        forEachBlock(geo, copyLimit(in, present), (n, g0, g1) -> {
+        Blocks blocks = Blocks.of(geo, copyLimit(in, present));
+        Parallel.forEach(blocks.count(), blocks.elements(), unit -> {
+            int n = blocks.example(unit);
+            int g0 = blocks.firstGroup(unit);
+            int g1 = blocks.endGroup(unit);
             if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
                 forwardBlock(loops, in.inPlace(), out.inPlace(), blockStart(geo, n, g0), geo.channels, n, g0, g1,
                         geo, gamma, beta, eps, activation, stats);
@@ -93,7 +97,11 @@ final class FloatChannelsLast {
         StagedArray<B> in = StagedArray.of(loops, x);
         StagedArray<B> gradOut = StagedArray.of(loops, dy);
         StagedArray<B> gradIn = StagedArray.of(loops, dx);
-        forEachBlock(geo, copyLimit(in, present), (n, g0, g1) -> {
+        Blocks blocks = Blocks.of(geo, copyLimit(in, present));
+        Parallel.forEach(blocks.count(), blocks.elements(), unit -> {
+            int n = blocks.example(unit);
+            int g0 = blocks.firstGroup(unit);
+            int g1 = blocks.endGroup(unit);
             if (in.inPlace() != null && present.isComplete(n)) {   // float32 without padding: no copy
                 backwardBlock(loops, in.inPlace(), gradOut.inPlace(), gradIn.inPlace(), blockStart(geo, n, g0),
                         geo.channels, n, g0, g1, geo, gamma, beta, activation, stats, sumDy, sumDyCentered);
@@ -168,21 +176,41 @@ final class FloatChannelsLast {
     }
 
     /**
-     * Runs {@code body} on every block (example n, groups [g0, g1)), blocks in parallel; see {@link #groupsPerBlock}
-     * for their width.
+     * The blocks of a call (example n, groups [g0, g1)), numbered example by example as the work units of
+     * {@link Parallel#forEach}; see {@link #groupsPerBlock} for their width. Numbered rather than handed to a
+     * callback so that a block's work sits directly under the task's lambda: the Vector API loops it reaches are then
+     * two inlining levels shallower (see {@link VectorLoops} on HotSpot's inlining depth).
      */
-    private static void forEachBlock(Geometry geo, int maxFloats, BlockBody body) {
-        int groupsPerBlock = groupsPerBlock(geo, maxFloats);
-        int blocks = ceilDiv(geo.groups, groupsPerBlock);
-        Parallel.forEach(geo.examples * blocks, (long) geo.examples * geo.channels * geo.positions, unit -> {
-            int firstGroup = unit % blocks * groupsPerBlock;
-            body.run(unit / blocks, firstGroup, Math.min(geo.groups, firstGroup + groupsPerBlock));
-        });
-    }
+    private record Blocks(Geometry geo, int blockGroups) {
 
-    /** The work on one block. */
-    private interface BlockBody {
-        void run(int n, int g0, int g1);
+        static Blocks of(Geometry geo, int maxFloats) {
+            return new Blocks(geo, groupsPerBlock(geo, maxFloats));
+        }
+
+        int count() {
+            return geo.examples * perExample();
+        }
+
+        /** The elements of the whole call, for {@link Parallel#forEach}'s choice of threads. */
+        long elements() {
+            return (long) geo.examples * geo.channels * geo.positions;
+        }
+
+        int example(int unit) {
+            return unit / perExample();
+        }
+
+        int firstGroup(int unit) {
+            return unit % perExample() * blockGroups;
+        }
+
+        int endGroup(int unit) {
+            return Math.min(geo.groups, firstGroup(unit) + blockGroups);
+        }
+
+        private int perExample() {
+            return ceilDiv(geo.groups, blockGroups);
+        }
     }
 
     /**

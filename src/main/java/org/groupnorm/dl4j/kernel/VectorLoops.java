@@ -72,6 +72,13 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
     /*
      * The binary16 conversions as integer and float arithmetic on whole vectors (JDK 17 has no float16 lanes). Both
      * are checked against Elements' scalar conversions on every binary16 value and a sweep of float bit patterns.
+     *
+     * Floats are loaded and stored as their int bits, and lanes change type by viewAs*Lanes, not reinterpretAs*:
+     * every Vector API call is a chain of inlined methods ending in an intrinsic, and HotSpot gives up the intrinsic
+     * (and falls back to the Vector API's Java code: HALF through the layer took 7x as long) where the chain ends
+     * past its inlining depth (MaxInlineLevel, 15 in JDK 17). These loops run under the per-block lambdas of the
+     * staged paths, so every level counts: reinterpretAsFloats is one level deeper than viewAsFloatingLanes (see
+     * docs/PERFORMANCE.md, "the JIT-order slowdowns were HotSpot's inlining depth").
      */
 
     /**
@@ -86,10 +93,10 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
                     ORDER).convertShape(VectorOperators.S2I, INT_SPECIES, 0);   // sign-extended
             IntVector magnitude = bits.and(0x7fff);
             IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
-            IntVector finite = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+            IntVector finite = shifted.viewAsFloatingLanes().mul(0x1p112f).viewAsIntegralLanes();
             finite.blend(shifted.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00))
-                    .or(bits.and(0x80000000)).reinterpretAsFloats()
-                    .intoByteBuffer(floats, (to + i) * Float.BYTES, ORDER);
+                    .or(bits.and(0x80000000))
+                    .intoByteBuffer(floats, (to + i) * Float.BYTES, ORDER);   // a float's bits are the float
         }
         for (int i = vectorsEnd; i < length; i++) {
             floats.putFloat((to + i) * Float.BYTES, Elements.halfValue(halves.getShort((from + i) * Short.BYTES)));
@@ -106,17 +113,17 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
         int vectorsEnd = length / LANES * LANES;
         int magicBits = Float.floatToRawIntBits(SUBNORMAL_MAGIC);
         for (int i = 0; i < vectorsEnd; i += LANES) {
-            IntVector bits = fromByteBuffer(SPECIES, floats, (from + i) * Float.BYTES, ORDER).reinterpretAsInts();
+            IntVector bits = IntVector.fromByteBuffer(INT_SPECIES, floats, (from + i) * Float.BYTES, ORDER);
             IntVector magnitude = bits.and(0x7fffffff);
             IntVector normal = magnitude.add(((15 - 127) << 23) + 0xfff)
                     .add(magnitude.lanewise(VectorOperators.LSHR, 13).and(1)).lanewise(VectorOperators.LSHR, 13);
-            IntVector subnormal = magnitude.reinterpretAsFloats().add(SUBNORMAL_MAGIC).reinterpretAsInts()
+            IntVector subnormal = magnitude.viewAsFloatingLanes().add(SUBNORMAL_MAGIC).viewAsIntegralLanes()
                     .sub(magicBits);
             IntVector half = normal.blend(subnormal, magnitude.compare(VectorOperators.LT, 113 << 23))
                     .blend(0x7c00, magnitude.compare(VectorOperators.GE, (127 + 16) << 23))
                     .blend(0x7e00, magnitude.compare(VectorOperators.GT, 0x7f800000))
                     .or(bits.lanewise(VectorOperators.LSHR, 16).and(0x8000));
-            half.convertShape(VectorOperators.I2S, SHORT_SPECIES, 0).reinterpretAsShorts()
+            ((ShortVector) half.convertShape(VectorOperators.I2S, SHORT_SPECIES, 0))
                     .intoByteBuffer(halves, (to + i) * Short.BYTES, ORDER);
         }
         for (int i = vectorsEnd; i < length; i++) {
@@ -316,8 +323,8 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
             FloatVector r = n.fma(minusLn2High, v).add(n.mul(ln2Low));
             FloatVector polynomial = p0.fma(r, p1).fma(r, p2).fma(r, p3).fma(r, p4).fma(r, p5);
             FloatVector expR = polynomial.fma(r.mul(r), r).add(1f);
-            FloatVector twoToN = ((IntVector) shifted.reinterpretAsInts()).sub(0x4B400000 - 127)
-                    .lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector twoToN = shifted.viewAsIntegralLanes().sub(0x4B400000 - 127)
+                    .lanewise(VectorOperators.LSHL, 23).viewAsFloatingLanes();
             FloatVector s = one.div(expR.mul(twoToN).add(1f));
             // Backward: gated = dy s, sigmoidTerm = dy s (1 - s). Forward: both are s. SiLU then adds pre times
             // sigmoidTerm to gated (backward) or to 0 (forward).
