@@ -63,7 +63,7 @@ final class FloatChannelsLast {
         StagedArray<B> in = StagedArray.of(loops, x);
         StagedArray<B> out = StagedArray.of(loops, y);
         Blocks blocks = Blocks.of(geo, copyLimit(in, present));
-        Parallel.forEach(blocks.count(), blocks.elements(), unit -> {
+        Parallel.forEach(blocks.count(), x.length(), unit -> {
             int n = blocks.example(unit);
             int g0 = blocks.firstGroup(unit);
             int g1 = blocks.endGroup(unit);
@@ -98,7 +98,7 @@ final class FloatChannelsLast {
         StagedArray<B> gradOut = StagedArray.of(loops, dy);
         StagedArray<B> gradIn = StagedArray.of(loops, dx);
         Blocks blocks = Blocks.of(geo, copyLimit(in, present));
-        Parallel.forEach(blocks.count(), blocks.elements(), unit -> {
+        Parallel.forEach(blocks.count(), x.length(), unit -> {
             int n = blocks.example(unit);
             int g0 = blocks.firstGroup(unit);
             int g1 = blocks.endGroup(unit);
@@ -189,11 +189,6 @@ final class FloatChannelsLast {
 
         int count() {
             return geo.examples * perExample();
-        }
-
-        /** The elements of the whole call, for {@link Parallel#forEach}'s choice of threads. */
-        long elements() {
-            return (long) geo.examples * geo.channels * geo.positions;
         }
 
         int example(int unit) {
