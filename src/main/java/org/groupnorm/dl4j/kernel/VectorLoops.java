@@ -74,11 +74,12 @@ final class VectorLoops implements FloatLoops<ByteBuffer> {
      * are checked against Elements' scalar conversions on every binary16 value and a sweep of float bit patterns.
      *
      * Floats are loaded and stored as their int bits, and lanes change type by viewAs*Lanes, not reinterpretAs*:
-     * every Vector API call is a chain of inlined methods ending in an intrinsic, and HotSpot gives up the intrinsic
-     * (and falls back to the Vector API's Java code: HALF through the layer took 7x as long) where the chain ends
-     * past its inlining depth (MaxInlineLevel, 15 in JDK 17). These loops run under the per-block lambdas of the
-     * staged paths, so every level counts: reinterpretAsFloats is one level deeper than viewAsFloatingLanes (see
-     * docs/PERFORMANCE.md, "the JIT-order slowdowns were HotSpot's inlining depth").
+     * every Vector API call is a chain of inlined methods ending in an intrinsic. Where the chain ends past HotSpot's
+     * inlining depth (MaxInlineLevel, 15 in JDK 17) the call is deferred to a later inlining round, which can give
+     * the intrinsic up and fall back to the Vector API's Java code (HALF through the layer then took 7x as long).
+     * These loops run under the per-block lambdas of the staged paths, so every level counts: reinterpretAsFloats
+     * is one level deeper than viewAsFloatingLanes (see docs/PERFORMANCE.md, "the JIT-order slowdowns were
+     * HotSpot's inlining depth").
      */
 
     /**
