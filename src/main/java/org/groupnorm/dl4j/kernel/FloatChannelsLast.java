@@ -253,41 +253,37 @@ final class FloatChannelsLast {
                                                         double[] beta, double eps, FusedActivation activation,
                                                         GroupStats stats) {
         int width = (g1 - g0) * geo.perGroup;
+        int groups = g1 - g0;
         float[] shift = Scratch.floats(Scratch.FloatSlot.SHIFT, width);
-        double[] sums = Scratch.doubles(Scratch.Slot.COLUMN_SUMS, width);
-        double[] squares = Scratch.doubles(Scratch.Slot.COLUMN_SQUARES, width);
+        double[] sums = Scratch.doubles(Scratch.Slot.GROUP_SUMS, groups);
+        double[] squares = Scratch.doubles(Scratch.Slot.GROUP_SQUARES, groups);
         // First shift: the mean of each group's first SHIFT_SAMPLE elements (its channels at the first positions).
         int sampleRows = Math.max(1, Math.min(geo.positions, ShiftedMoments.SHIFT_SAMPLE / geo.perGroup));
         Arrays.fill(shift, 0, width, 0f);
-        columnMoments(loops, in, start, stride, sampleRows, width, shift, sums, squares);
-        for (int g = g0; g < g1; g++) {
-            float groupShift = (float) (groupSum(sums, g - g0, geo.perGroup) / ((long) sampleRows * geo.perGroup));
-            Arrays.fill(shift, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup, groupShift);
+        groupMoments(loops, in, start, stride, sampleRows, groups, geo.perGroup, shift, sums, squares);
+        for (int g = 0; g < groups; g++) {
+            float groupShift = (float) (sums[g] / ((long) sampleRows * geo.perGroup));
+            Arrays.fill(shift, g * geo.perGroup, (g + 1) * geo.perGroup, groupShift);
         }
-        columnMoments(loops, in, start, stride, geo.positions, width, shift, sums, squares);
+        groupMoments(loops, in, start, stride, geo.positions, groups, geo.perGroup, shift, sums, squares);
         ShiftedMoments moments = MOMENTS.get();
         boolean again = false;
-        for (int g = g0; g < g1; g++) {
-            moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
-                    groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
+        for (int g = 0; g < groups; g++) {
+            moments.set(shift[g * geo.perGroup], sums[g], squares[g], geo.slabSize);
             if (moments.needsExactShift()) {
                 // Too much cancellation for this group: its sums are taken again around the mean just found.
-                Arrays.fill(shift, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
-                        moments.exactShift());
+                Arrays.fill(shift, g * geo.perGroup, (g + 1) * geo.perGroup, moments.exactShift());
                 again = true;
             }
         }
         if (again) {
-            columnMoments(loops, in, start, stride, geo.positions, width, shift, sums, squares);
+            groupMoments(loops, in, start, stride, geo.positions, groups, geo.perGroup, shift, sums, squares);
         }
         float[] anchors = Scratch.floats(Scratch.FloatSlot.ANCHOR, width);
-        for (int g = g0; g < g1; g++) {
-            int unit = n * geo.groups + g;
-            moments.set(shift[(g - g0) * geo.perGroup], groupSum(sums, g - g0, geo.perGroup),
-                    groupSum(squares, g - g0, geo.perGroup), geo.slabSize);
-            moments.record(stats, unit, eps);
-            Arrays.fill(anchors, (g - g0) * geo.perGroup, (g - g0 + 1) * geo.perGroup,
-                    Coefficients.anchor(moments.mean));
+        for (int g = 0; g < groups; g++) {
+            moments.set(shift[g * geo.perGroup], sums[g], squares[g], geo.slabSize);
+            moments.record(stats, n * geo.groups + g0 + g, eps);
+            Arrays.fill(anchors, g * geo.perGroup, (g + 1) * geo.perGroup, Coefficients.anchor(moments.mean));
         }
         float[] scales = Scratch.floats(Scratch.FloatSlot.SCALE, width);
         float[] offsets = Scratch.floats(Scratch.FloatSlot.OFFSET, width);
@@ -335,16 +331,11 @@ final class FloatChannelsLast {
         }
         float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
         float[] blockProducts = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
-        Arrays.fill(sumDy, sumsBase + c0, sumsBase + c0 + width, 0);
-        Arrays.fill(sumDyCentered, sumsBase + c0, sumsBase + c0 + width, 0);
         for (int row = 0; row < geo.positions; row += FloatLoops.ROWS_PER_SUM) {
             int rows = Math.min(FloatLoops.ROWS_PER_SUM, geo.positions - row);
             loops.rowGradientSums(in, gradient, start + row * stride, stride, rows, width, anchors, gate, blockSums,
                     blockProducts);
-            for (int c = 0; c < width; c++) {
-                sumDy[sumsBase + c0 + c] += blockSums[c];
-                sumDyCentered[sumsBase + c0 + c] += blockProducts[c];
-            }
+            accumulate(blockSums, blockProducts, width, row == 0, sumDy, sumDyCentered, sumsBase + c0);
         }
         double[] dyScale = Scratch.doubles(Scratch.Slot.DY_SCALE, geo.channels);
         double[] xScale = Scratch.doubles(Scratch.Slot.X_SCALE, geo.channels);
@@ -395,33 +386,52 @@ final class FloatChannelsLast {
     }
 
     /**
-     * Column sums of (x - shift[c]) and (x - shift[c])^2 over the first {@code rows} rows ({@code stride} apart from
-     * {@code start}), into {@code sums}/{@code squares}: float sums of {@link FloatLoops#ROWS_PER_SUM} rows at a time,
-     * added in double.
+     * Each group's sums of (x - shift[c]) and (x - shift[c])^2 over the first {@code rows} rows ({@code stride} apart
+     * from {@code start}) into {@code sums}/{@code squares}[0 ... groups): float column sums of
+     * {@link FloatLoops#ROWS_PER_SUM} rows at a time, each group's added up in double.
      */
-    private static <B extends Buffer> void columnMoments(FloatLoops<B> loops, B in, int start, int stride, int rows,
-                                                         int width, float[] shift, double[] sums, double[] squares) {
-        float[] blockSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
-        float[] blockSquares = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
-        Arrays.fill(sums, 0, width, 0);
-        Arrays.fill(squares, 0, width, 0);
+    private static <B extends Buffer> void groupMoments(FloatLoops<B> loops, B in, int start, int stride, int rows,
+                                                        int groups, int perGroup, float[] shift, double[] sums,
+                                                        double[] squares) {
+        int width = groups * perGroup;
+        float[] pieceSums = Scratch.floats(Scratch.FloatSlot.SUMS, width);
+        float[] pieceSquares = Scratch.floats(Scratch.FloatSlot.SQUARES, width);
+        Arrays.fill(sums, 0, groups, 0);
+        Arrays.fill(squares, 0, groups, 0);
         for (int row = 0; row < rows; row += FloatLoops.ROWS_PER_SUM) {
             int count = Math.min(FloatLoops.ROWS_PER_SUM, rows - row);
-            loops.rowMoments(in, start + row * stride, stride, count, width, shift, blockSums, blockSquares);
-            for (int c = 0; c < width; c++) {
-                sums[c] += blockSums[c];
-                squares[c] += blockSquares[c];
+            loops.rowMoments(in, start + row * stride, stride, count, width, shift, pieceSums, pieceSquares);
+            for (int g = 0; g < groups; g++) {
+                double sum = 0;
+                double sumOfSquares = 0;
+                for (int c = g * perGroup; c < (g + 1) * perGroup; c++) {
+                    sum += pieceSums[c];
+                    sumOfSquares += pieceSquares[c];
+                }
+                sums[g] += sum;
+                squares[g] += sumOfSquares;
             }
         }
     }
 
-    /** The sum of a group's entries in a per-column array of the block; {@code group} counts from the block's. */
-    private static double groupSum(double[] columns, int group, int perGroup) {
-        double sum = 0;
-        for (int c = group * perGroup; c < (group + 1) * perGroup; c++) {
-            sum += columns[c];
+    /**
+     * Adds the float sums of one piece of rows into the double ones ({@code into...[base + c]}), or sets them from it
+     * when it is the first piece (no clearing pass: per-block bookkeeping costs as much as the row loops when rows
+     * are few, as for FF input's one row per block).
+     */
+    private static void accumulate(float[] pieceSums, float[] pieceProducts, int width, boolean first,
+                                   double[] intoSums, double[] intoProducts, int base) {
+        if (first) {
+            for (int c = 0; c < width; c++) {
+                intoSums[base + c] = pieceSums[c];
+                intoProducts[base + c] = pieceProducts[c];
+            }
+        } else {
+            for (int c = 0; c < width; c++) {
+                intoSums[base + c] += pieceSums[c];
+                intoProducts[base + c] += pieceProducts[c];
+            }
         }
-        return sum;
     }
 
     private static int ceilDiv(int a, int b) {

@@ -131,24 +131,13 @@ public final class GroupNormKernel {
             GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), masks, geo, gamma, beta,
                     activation, stats, sumDy, sumDyCentered);
         }
-        if (dGammaArray != null) {
-            double[] dGamma = Scratch.doubles(Scratch.Slot.D_GAMMA, geo.channels);
-            Arrays.fill(dGamma, 0, geo.channels, 0);
-            for (int n = 0; n < geo.examples; n++) {
-                for (int c = 0; c < geo.channels; c++) {
-                    dGamma[c] += sumDyCentered[n * geo.channels + c] * stats.rstd[n * groups + c / geo.perGroup];
-                }
-            }
+        double[] dGamma = dGammaArray == null ? null : Scratch.doubles(Scratch.Slot.D_GAMMA, geo.channels);
+        double[] dBeta = dBetaArray == null ? null : Scratch.doubles(Scratch.Slot.D_BETA, geo.channels);
+        parameterGradients(geo, stats, sumDy, sumDyCentered, dGamma, dBeta);
+        if (dGamma != null) {
             Elements.of(dGammaArray).write(0, dGamma, 0, geo.channels);
         }
-        if (dBetaArray != null) {
-            double[] dBeta = Scratch.doubles(Scratch.Slot.D_BETA, geo.channels);
-            Arrays.fill(dBeta, 0, geo.channels, 0);
-            for (int n = 0; n < geo.examples; n++) {
-                for (int c = 0; c < geo.channels; c++) {
-                    dBeta[c] += sumDy[n * geo.channels + c];
-                }
-            }
+        if (dBeta != null) {
             Elements.of(dBetaArray).write(0, dBeta, 0, geo.channels);
         }
         // The paths read and write through views of the arrays' memory, which do not keep the arrays alive.
@@ -157,6 +146,36 @@ public final class GroupNormKernel {
         Reference.reachabilityFence(dx);
         Reference.reachabilityFence(dGammaArray);
         Reference.reachabilityFence(dBetaArray);
+    }
+
+    /**
+     * dgamma_c = the sum over examples of sumDyCentered[n, c] * rstd[n, g(c)], dbeta_c = the sum of sumDy[n, c] (each
+     * null when not wanted), every channel's terms added in example order. Groups are split among the threads: with
+     * one position per channel (FF input) these N x C sums are as large as the input.
+     */
+    private static void parameterGradients(Geometry geo, GroupStats stats, double[] sumDy, double[] sumDyCentered,
+                                           double[] dGamma, double[] dBeta) {
+        Parallel.forEach(geo.groups, (long) geo.examples * geo.channels, g -> {
+            int from = g * geo.perGroup;
+            int to = from + geo.perGroup;
+            if (dGamma != null) {
+                Arrays.fill(dGamma, from, to, 0);
+                for (int n = 0; n < geo.examples; n++) {
+                    double rstd = stats.rstd[n * geo.groups + g];
+                    for (int c = from; c < to; c++) {
+                        dGamma[c] += sumDyCentered[n * geo.channels + c] * rstd;
+                    }
+                }
+            }
+            if (dBeta != null) {
+                Arrays.fill(dBeta, from, to, 0);
+                for (int n = 0; n < geo.examples; n++) {
+                    for (int c = from; c < to; c++) {
+                        dBeta[c] += sumDy[n * geo.channels + c];
+                    }
+                }
+            }
+        });
     }
 
     /** A per-channel parameter vector as doubles, in the calling thread's scratch buffer (which may be longer). */

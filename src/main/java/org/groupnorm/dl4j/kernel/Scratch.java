@@ -10,11 +10,12 @@ import java.util.Arrays;
 final class Scratch {
 
     /**
-     * Double buffers. Slab buffers (X, DY, WEIGHTS) and per-channel coefficients (SCALE ... CONSTANT): any thread
-     * running units; per-call buffers (GAMMA ... D_BETA): the calling thread.
+     * Double buffers. Slab buffers (X, DY, WEIGHTS), per-channel coefficients (SCALE ... CONSTANT) and a block's
+     * per-group sums (GROUP_SUMS, GROUP_SQUARES): any thread running units; per-call buffers (GAMMA ... D_BETA): the
+     * calling thread.
      */
     enum Slot {
-        X, DY, WEIGHTS, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, COLUMN_SUMS, COLUMN_SQUARES,
+        X, DY, WEIGHTS, SCALE, OFFSET, DY_SCALE, X_SCALE, CONSTANT, GROUP_SUMS, GROUP_SQUARES,
         GAMMA, BETA, SUM_DY, SUM_DY_CENTERED, D_GAMMA, D_BETA
     }
 
