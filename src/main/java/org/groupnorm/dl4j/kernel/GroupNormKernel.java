@@ -150,20 +150,26 @@ public final class GroupNormKernel {
 
     /**
      * dgamma_c = the sum over examples of sumDyCentered[n, c] * rstd[n, g(c)], dbeta_c = the sum of sumDy[n, c] (each
-     * null when not wanted), every channel's terms added in example order. Groups are split among the threads: with
-     * one position per channel (FF input) these N x C sums are as large as the input.
+     * null when not wanted), every channel's terms added in example order. Each thread takes a range of whole groups
+     * and reads its part of every example's row: with one position per channel (FF input) these N x C sums are as
+     * large as the input.
      */
     private static void parameterGradients(Geometry geo, GroupStats stats, double[] sumDy, double[] sumDyCentered,
                                            double[] dGamma, double[] dBeta) {
-        Parallel.forEach(geo.groups, (long) geo.examples * geo.channels, g -> {
-            int from = g * geo.perGroup;
-            int to = from + geo.perGroup;
+        int ranges = Math.min(geo.groups, Parallel.threads());
+        Parallel.forEach(ranges, (long) geo.examples * geo.channels, range -> {
+            int g0 = geo.groups * range / ranges;
+            int g1 = geo.groups * (range + 1) / ranges;
+            int from = g0 * geo.perGroup;
+            int to = g1 * geo.perGroup;
             if (dGamma != null) {
                 Arrays.fill(dGamma, from, to, 0);
                 for (int n = 0; n < geo.examples; n++) {
-                    double rstd = stats.rstd[n * geo.groups + g];
-                    for (int c = from; c < to; c++) {
-                        dGamma[c] += sumDyCentered[n * geo.channels + c] * rstd;
+                    for (int g = g0; g < g1; g++) {
+                        double rstd = stats.rstd[n * geo.groups + g];
+                        for (int c = g * geo.perGroup; c < (g + 1) * geo.perGroup; c++) {
+                            dGamma[c] += sumDyCentered[n * geo.channels + c] * rstd;
+                        }
                     }
                 }
             }
