@@ -252,8 +252,8 @@ final class FloatChannelsLast {
                                                         int n, int g0, int g1, Geometry geo, double[] gamma,
                                                         double[] beta, double eps, FusedActivation activation,
                                                         GroupStats stats) {
-        int width = (g1 - g0) * geo.perGroup;
         int groups = g1 - g0;
+        int width = groups * geo.perGroup;
         float[] shift = Scratch.floats(Scratch.FloatSlot.SHIFT, width);
         double[] sums = Scratch.doubles(Scratch.Slot.GROUP_SUMS, groups);
         double[] squares = Scratch.doubles(Scratch.Slot.GROUP_SQUARES, groups);
@@ -415,22 +415,15 @@ final class FloatChannelsLast {
     }
 
     /**
-     * Adds the float sums of one piece of rows into the double ones ({@code into...[base + c]}), or sets them from it
-     * when it is the first piece (no clearing pass: per-block bookkeeping costs as much as the row loops when rows
-     * are few, as for FF input's one row per block).
+     * Adds the float sums of one piece of rows into the double ones ({@code into...[base + c]}), starting them from 0
+     * at the first piece (no clearing pass: per-block bookkeeping costs as much as the row loops when rows are few, as
+     * for FF input's one row per block).
      */
     private static void accumulate(float[] pieceSums, float[] pieceProducts, int width, boolean first,
                                    double[] intoSums, double[] intoProducts, int base) {
-        if (first) {
-            for (int c = 0; c < width; c++) {
-                intoSums[base + c] = pieceSums[c];
-                intoProducts[base + c] = pieceProducts[c];
-            }
-        } else {
-            for (int c = 0; c < width; c++) {
-                intoSums[base + c] += pieceSums[c];
-                intoProducts[base + c] += pieceProducts[c];
-            }
+        for (int c = 0; c < width; c++) {
+            intoSums[base + c] = (first ? 0 : intoSums[base + c]) + pieceSums[c];
+            intoProducts[base + c] = (first ? 0 : intoProducts[base + c]) + pieceProducts[c];
         }
     }
 
