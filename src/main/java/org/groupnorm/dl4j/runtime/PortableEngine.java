@@ -3,6 +3,7 @@ package org.groupnorm.dl4j.runtime;
 import org.deeplearning4j.nn.workspace.ArrayType;
 import org.deeplearning4j.nn.workspace.LayerWorkspaceMgr;
 import org.groupnorm.dl4j.TensorLayout;
+import org.groupnorm.dl4j.kernel.GroupNormKernel;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -12,7 +13,6 @@ import org.nd4j.linalg.api.ops.impl.transforms.floating.RSqrt;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.SubOp;
-import org.nd4j.linalg.api.shape.Shape;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.BooleanIndexing;
 import org.nd4j.linalg.indexing.NDArrayIndex;
@@ -112,7 +112,7 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             INDArray out = groups.writesDirectly(dx) ? dx.reshape(groups.rows())
                     : Nd4j.createUninitialized(groups.computeType(), groups.rows());
             INDArray gradOut = groups.rowsOf(dy);                                            // [N, C, S], may be dy
-            INDArray scale = channelScale(stats.rstd(), call.gamma(), groups);               // [N, C, 1]
+            INDArray scale = channelScale(stats.rstd(), call.gamma(), groups);               // [N, C]
             if (!call.hasIdentityActivation()) {
                 INDArray offset = channelOffset(groups.perGroupCoefficient(residual), scale, call.beta(), groups);
                 gradOut = throughActivation(call, groups, centered, scale, offset, gradOut);
@@ -122,8 +122,7 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             INDArray rstd = stats.rstd().castTo(DataType.DOUBLE).reshape(groups.examples(), groups.count());
             INDArray sumDy = sumsInDouble(gradOut);                                         // [N, C]
             INDArray sumDyXhat = dotsInDouble(gradOut, centered)
-                    .subi(sumDy.mul(groups.perChannel(residual).reshape(groups.examples(), groups.channels())))
-                    .muli(groups.perChannel(rstd).reshape(groups.examples(), groups.channels()));
+                    .subi(sumDy.mul(groups.perChannel(residual))).muli(groups.perChannel(rstd));
             if (dBeta != null) {
                 dBeta.assign(sumDy.sum(0));
             }
@@ -147,7 +146,7 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             constant = groups.perGroupCoefficient(constant);
             Nd4j.exec(new MulOp(grouped, centeredScale, out.reshape(groups.grouped())));
             Nd4j.exec(new AddOp(out.reshape(groups.grouped()), constant, grouped));
-            Nd4j.exec(new MulOp(gradOut, scale, out));
+            Nd4j.exec(new MulOp(gradOut, againstRows(scale), out));
             Nd4j.exec(new AddOp(out, centered, out));
             if (groups.presence() != null) {
                 out.muli(groups.presence().reshape(groups.rows()));
@@ -174,14 +173,14 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         return gradient;
     }
 
-    /** rstd * gamma_c per (example, channel), [N, C, 1], read only; rstd alone when there is no gamma. */
+    /** rstd * gamma_c per (example, channel), [N, C], read only; rstd alone when there is no gamma. */
     private static INDArray channelScale(INDArray rstd, INDArray gamma, Groups groups) {
         INDArray perChannel = groups.perChannel(rstd);
         return gamma == null ? perChannel : perChannel.mul(perChannelParameter(gamma, groups));
     }
 
     /**
-     * beta_c - m * scale_c per (example, channel), [N, C, 1]: the term that completes {@code (x - center) * scale_c}
+     * beta_c - m * scale_c per (example, channel), [N, C]: the term that completes {@code (x - center) * scale_c}
      * to the layer's output, where m ([N, G, 1]) is each group's mean minus the value x was centered on.
      */
     private static INDArray channelOffset(INDArray meanMinusCenter, INDArray scale, INDArray beta, Groups groups) {
@@ -189,9 +188,18 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         return beta == null ? offset : offset.addi(perChannelParameter(beta, groups));
     }
 
-    /** A per-channel parameter as [1, C, 1] in the compute type. */
+    /**
+     * A per-channel parameter as a [1, C] row in the compute type. The per-(example, channel) arithmetic stays in two
+     * dimensions: on the CPU backend ND4J broadcasts [N, C, 1] with [1, C, 1] several times slower than [N, C] with
+     * [1, C], which on FF input, where these arrays are as large as the layer's, was a third of the engine's time.
+     */
     private static INDArray perChannelParameter(INDArray parameter, Groups groups) {
-        return parameter.castTo(groups.computeType()).reshape(1, -1, 1);
+        return parameter.castTo(groups.computeType()).reshape(1, -1);
+    }
+
+    /** A per-(example, channel) coefficient ([N, C]) as [N, C, 1], to broadcast along [N, C, S] rows. */
+    private static INDArray againstRows(INDArray perChannel) {
+        return perChannel.reshape(perChannel.size(0), perChannel.size(1), 1);
     }
 
     /**
@@ -250,13 +258,13 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
     }
 
     /**
-     * {@code out = in * scale + offset} with [N, C, 1] coefficients on [N, C, S] rows; out may be in. Through a
+     * {@code out = in * scale + offset} with [N, C] coefficients on [N, C, S] rows; out may be in. Through a
      * working array because ND4J's broadcasts take 2-3x as long writing in place as into another array.
      */
     private static void affine(INDArray in, INDArray scale, INDArray offset, INDArray out) {
         INDArray scaled = Nd4j.createUninitialized(in.dataType(), in.shape());
-        Nd4j.exec(new MulOp(in, scale, scaled));
-        Nd4j.exec(new AddOp(scaled, offset, out));
+        Nd4j.exec(new MulOp(in, againstRows(scale), scaled));
+        Nd4j.exec(new AddOp(scaled, againstRows(offset), out));
     }
 
     /**
@@ -345,11 +353,14 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
 
         /**
          * Whether results can be written into the layer's array as it is: channels first, c-contiguous, the compute
-         * type. Otherwise they are computed in a working array and copied over in the layer's layout.
+         * type. Otherwise they are computed in a working array and copied over in the layer's layout. Not ND4J's
+         * {@code Shape.hasDefaultStridesForShape}: it wants strictly falling strides, which trailing dimensions of
+         * size 1 never have ([N, C, 1, 1] has strides [C, 1, 1, 1]), so FF input and 1x1 maps were copied in and out
+         * on every call.
          */
         boolean writesDirectly(INDArray target) {
-            return !layout.channelsLast() && target.dataType() == computeType && target.ordering() == 'c'
-                    && Shape.hasDefaultStridesForShape(target);
+            return !layout.channelsLast() && target.dataType() == computeType
+                    && GroupNormKernel.isDirectlyAddressable(target);
         }
 
         /**
@@ -390,9 +401,14 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             }
         }
 
-        /** centered = grouped - perGroup ([N, G, 1]), and 0 at padded positions. */
+        /**
+         * centered = grouped - perGroup ([N, G, 1]), and 0 at padded positions. As [N * G, L] rows with one value
+         * each: on the CPU backend ND4J's subtraction (not its multiplication or addition) broadcasts the rank-3
+         * [N, G, 1] at about half that speed.
+         */
         void center(INDArray grouped, INDArray perGroup, INDArray centered) {
-            Nd4j.exec(new SubOp(grouped, perGroup, centered));
+            long rows = examples() * count;
+            Nd4j.exec(new SubOp(grouped.reshape(rows, -1), perGroup.reshape(rows, 1), centered.reshape(rows, -1)));
             if (presence != null) {
                 centered.muli(presence);
             }
@@ -409,7 +425,7 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
         }
 
         /**
-         * A per-(example, group) value repeated for each channel of the group, as [N, C, 1]: the product of [N, G, 1]
+         * A per-(example, group) value repeated for each channel of the group, as [N, C]: the product of [N, G, 1]
          * with a [1, 1, C/G] row of ones, because ND4J's {@code broadcast} takes several times as long: it was more
          * than half of the engine's time on FF input, where these arrays are as large as the layer's (PERFORMANCE.md).
          */
@@ -418,7 +434,7 @@ final class PortableEngine implements GroupNormEngine<PortableEngine.Statistics>
             INDArray repeated = Nd4j.createUninitialized(perGroup.dataType(), examples(), count, perGroupChannels);
             Nd4j.exec(new MulOp(perGroup.reshape(examples(), count, 1),
                     Nd4j.ones(perGroup.dataType(), 1, 1, perGroupChannels), repeated));
-            return repeated.reshape(examples(), channels(), 1);
+            return repeated.reshape(examples(), channels());
         }
 
         /** Writes [N, C, S] rows into the layer's array of the call's layout and type. */
