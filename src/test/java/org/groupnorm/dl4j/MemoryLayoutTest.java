@@ -70,6 +70,11 @@ class MemoryLayoutTest {
         }
     }
 
+    /**
+     * Every placement but c order for each layout, and 1x1 maps ([N, C, 1, 1], laid out as FF input), whose strides
+     * ([C, 1, 1, 1]) are not ND4J's "default" ones although both engines run them in place when they are c-contiguous,
+     * also as a view at an offset (permuting their two dimensions of size 1 leaves them contiguous: not a case).
+     */
     static List<Arguments> cases() {
         List<Arguments> cases = new ArrayList<>();
         for (Engine engine : new Engine[] {Engine.KERNEL, Engine.PORTABLE}) {
@@ -78,48 +83,29 @@ class MemoryLayoutTest {
                         TensorLayout.NHWC}) {
                     for (Placement placement : Placement.values()) {
                         if (placement != Placement.C_ORDER) {
-                            cases.add(Arguments.of(engine, type, layout, placement));
+                            cases.add(Arguments.of(engine, type, layout, shapeOf(layout), placement));
                         }
                     }
                 }
-            }
-        }
-        return cases;
-    }
-
-    @ParameterizedTest(name = "{0} {1} {2} {3}")
-    @MethodSource("cases")
-    void valuesDoNotDependOnMemoryLayout(Engine engine, DataType type, TensorLayout layout, Placement placement) {
-        long[] shape = layout.rank() == 3
-                ? (layout.channelsLast() ? new long[] {2, 7, CHANNELS} : new long[] {2, CHANNELS, 7})
-                : (layout.channelsLast() ? new long[] {2, 5, 4, CHANNELS} : new long[] {2, CHANNELS, 5, 4});
-        check(engine, type, layout, shape, placement);
-    }
-
-    static List<Arguments> oneByOneCases() {
-        List<Arguments> cases = new ArrayList<>();
-        for (Engine engine : new Engine[] {Engine.KERNEL, Engine.PORTABLE}) {
-            for (DataType type : new DataType[] {DataType.FLOAT, DataType.HALF, DataType.DOUBLE}) {
                 for (Placement placement : new Placement[] {Placement.F_ORDER, Placement.OFFSET_VIEW}) {
-                    cases.add(Arguments.of(engine, type, placement));
+                    cases.add(Arguments.of(engine, type, TensorLayout.NCHW, new long[] {2, CHANNELS, 1, 1},
+                            placement));
                 }
             }
         }
         return cases;
     }
 
-    /**
-     * 1x1 maps ([N, C, 1, 1], laid out as FF input): their strides are not ND4J's "default" ones ([C, 1, 1, 1]), and
-     * both engines run them in place when they are c-contiguous, also as a view at an offset. (Permuting their two
-     * dimensions of size 1 leaves them contiguous, so that placement is not a case here.)
-     */
-    @ParameterizedTest(name = "{0} {1} {2}")
-    @MethodSource("oneByOneCases")
-    void oneByOneMapsDoNotDependOnMemoryLayout(Engine engine, DataType type, Placement placement) {
-        check(engine, type, TensorLayout.NCHW, new long[] {2, CHANNELS, 1, 1}, placement);
+    private static long[] shapeOf(TensorLayout layout) {
+        return layout.rank() == 3
+                ? (layout.channelsLast() ? new long[] {2, 7, CHANNELS} : new long[] {2, CHANNELS, 7})
+                : (layout.channelsLast() ? new long[] {2, 5, 4, CHANNELS} : new long[] {2, CHANNELS, 5, 4});
     }
 
-    private static void check(Engine engine, DataType type, TensorLayout layout, long[] shape, Placement placement) {
+    @ParameterizedTest(name = "{0} {1} {2} {3} {4}")
+    @MethodSource("cases")
+    void valuesDoNotDependOnMemoryLayout(Engine engine, DataType type, TensorLayout layout, long[] shape,
+                                         Placement placement) {
         Nd4j.getRandom().setSeed(11);
         INDArray x = Nd4j.randn(DataType.DOUBLE, shape).muli(2).addi(0.5).castTo(type);
         INDArray dy = Nd4j.randn(DataType.DOUBLE, shape).castTo(type);

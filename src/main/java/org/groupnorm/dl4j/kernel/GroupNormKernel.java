@@ -33,7 +33,14 @@ public final class GroupNormKernel {
 
     private static final String VECTOR_MODULE = "jdk.incubator.vector";
     private static final Logger LOG = LoggerFactory.getLogger(GroupNormKernel.class);
-    private static final FloatLoops<?> LOOPS = chooseLoops();
+
+    /**
+     * The loops, chosen (and logged) when first used: other backends and the portable engine only ask
+     * {@link #supports} and {@link #isDirectlyAddressable}, which must not pick (or announce) CPU loops.
+     */
+    private static final class Loops {
+        static final FloatLoops<?> CHOSEN = chooseLoops();
+    }
 
     private GroupNormKernel() {
     }
@@ -49,7 +56,7 @@ public final class GroupNormKernel {
 
     /** Whether float32 calls run on the Vector API's SIMD loops. */
     public static boolean usesVectorApi() {
-        return LOOPS.getClass() != BlockLoops.class;
+        return Loops.CHOSEN.getClass() != BlockLoops.class;
     }
 
     /**
@@ -85,10 +92,10 @@ public final class GroupNormKernel {
         GroupStats stats = new GroupStats(geo.examples, groups);
         double[] masks = maskValues(mask);
         if (FloatRows.applies(x, layout)) {
-            FloatRows.forward(LOOPS, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta, eps,
+            FloatRows.forward(Loops.CHOSEN, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta, eps,
                     activation, stats);
         } else if (FloatChannelsLast.applies(x, layout)) {
-            FloatChannelsLast.forward(LOOPS, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
+            FloatChannelsLast.forward(Loops.CHOSEN, x, y, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
                     eps, activation, stats);
         } else {
             GeneralPath.forward(Elements.of(x), Elements.of(y), masks, geo, gamma, beta, eps, activation, stats);
@@ -122,10 +129,10 @@ public final class GroupNormKernel {
         double[] sumDyCentered = Scratch.doubles(Scratch.Slot.SUM_DY_CENTERED, geo.examples * geo.channels);
         double[] masks = maskValues(mask);
         if (FloatRows.applies(x, layout)) {
-            FloatRows.backward(LOOPS, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
+            FloatRows.backward(Loops.CHOSEN, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma, beta,
                     activation, stats, sumDy, sumDyCentered);
         } else if (FloatChannelsLast.applies(x, layout)) {
-            FloatChannelsLast.backward(LOOPS, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma,
+            FloatChannelsLast.backward(Loops.CHOSEN, x, dy, dx, Presence.of(masks, geo.examples, geo.positions), geo, gamma,
                     beta, activation, stats, sumDy, sumDyCentered);
         } else {
             GeneralPath.backward(Elements.of(x), Elements.of(dy), Elements.of(dx), masks, geo, gamma, beta,
